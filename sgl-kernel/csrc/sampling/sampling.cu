@@ -1,0 +1,298 @@
+// Host bindings of the sampling ops over FlashInfer's header-only kernels (the
+// pinned 0.5.3 release with our patches from 3rdparty/patches).
+//
+// Each op validates its arguments (a clear error naming the argument, never a
+// crash), sets the device guard, takes Philox state from the generator under its
+// lock, launches on the current stream and turns a launch error into an
+// exception. The same source builds for CUDA (nvcc) and MUSA (mcc, after
+// torchada's porting pass), so the CUDA spellings below are the ones torchada
+// rewrites: keep them (see docs/musa.md).
+#include <ATen/cuda/CUDAContext.h>
+#include <ATen/cuda/CUDAGeneratorImpl.h>
+#include <c10/cuda/CUDAGuard.h>
+
+#include <cstdint>
+#include <flashinfer/sampling.cuh>
+#include <limits>
+#include <mutex>
+#include <utility>
+
+#include "sgl_kernel_musa_ops.h"
+
+namespace {
+
+namespace fi = flashinfer::sampling;
+
+// Philox offsets reserved per output row. The rejection samplers (top-k, top-p,
+// joint) draw one uniform per round and take at most 32 rounds on fp32 data;
+// the single-pass samplers draw one. Values match upstream FlashInfer/SGLang.
+constexpr uint64_t kRejectionDrawsPerRow = 32;
+constexpr uint64_t kSinglePassDrawsPerRow = 1;
+
+void check_gpu_matrix(const char* op, const char* name, const at::Tensor& t) {
+  // The dispatcher sends a call here when any argument is on the GPU (CUDA or MUSA).
+  TORCH_CHECK(!t.is_cpu(), op, ": ", name, " must be on the GPU, got device ", t.device());
+  TORCH_CHECK(t.scalar_type() == at::kFloat, op, ": ", name, " must be float32, got ",
+              t.scalar_type());
+  TORCH_CHECK(t.dim() == 2, op, ": ", name, " must be 2-D (batch, vocab), got shape ", t.sizes());
+  TORCH_CHECK(t.size(1) > 0, op, ": ", name, " must have vocab size >= 1, got shape ", t.sizes());
+  TORCH_CHECK(t.is_contiguous(), op, ": ", name, " must be contiguous");
+  // The kernels index rows as uint32 row * vocab.
+  TORCH_CHECK(t.numel() <= std::numeric_limits<uint32_t>::max(), op, ": ", name,
+              " must have fewer than 2^32 elements, got shape ", t.sizes());
+}
+
+void check_same_device(const char* op, const char* name, const at::Tensor& t,
+                       const at::Tensor& probs) {
+  TORCH_CHECK(t.device() == probs.device(), op, ": ", name,
+              " must be on the same device as the probabilities (", probs.device(), "), got ",
+              t.device());
+}
+
+// A written output of the same shape as the input matrix (renorm and masking).
+void check_matrix_output(const char* op, const char* name, const at::Tensor& out,
+                         const at::Tensor& in) {
+  check_same_device(op, name, out, in);
+  TORCH_CHECK(out.scalar_type() == at::kFloat, op, ": ", name, " must be float32, got ",
+              out.scalar_type());
+  TORCH_CHECK(out.sizes() == in.sizes(), op, ": ", name, " must have the input's shape ",
+              in.sizes(), ", got ", out.sizes());
+  TORCH_CHECK(out.is_contiguous(), op, ": ", name, " must be contiguous");
+}
+
+// A 1-D contiguous tensor of `dtype` with `length` entries on the probabilities' device.
+void check_vector(const char* op, const char* name, const at::Tensor& t, at::ScalarType dtype,
+                  int64_t length, const at::Tensor& probs) {
+  check_same_device(op, name, t, probs);
+  TORCH_CHECK(t.scalar_type() == dtype, op, ": ", name, " must be ", dtype, ", got ",
+              t.scalar_type());
+  TORCH_CHECK(t.dim() == 1 && t.size(0) == length, op, ": ", name, " must be 1-D of length ",
+              length, ", got shape ", t.sizes());
+  TORCH_CHECK(t.is_contiguous(), op, ": ", name, " must be contiguous");
+}
+
+// Per-row parameter array (one entry per probability row) or nullptr for "use the scalar".
+template <typename T>
+T* row_param(const char* op, const char* name, const std::optional<at::Tensor>& arr,
+             at::ScalarType dtype, const at::Tensor& probs) {
+  if (!arr.has_value()) return nullptr;
+  check_vector(op, name, *arr, dtype, probs.size(0), probs);
+  return static_cast<T*>(arr->data_ptr());
+}
+
+void check_top_k(const char* op, double top_k_val) {
+  TORCH_CHECK(top_k_val >= 1 && top_k_val == static_cast<double>(static_cast<int64_t>(top_k_val)),
+              op, ": top_k_val must be an integer >= 1 (values >= vocab disable top-k), got ",
+              top_k_val);
+}
+
+// k >= vocab keeps every token, so clamping to the vocab keeps the meaning and fits int32.
+uint32_t clamp_top_k(double top_k_val, uint32_t vocab) {
+  return top_k_val >= vocab ? vocab : static_cast<uint32_t>(top_k_val);
+}
+
+void check_top_p(const char* op, double top_p_val) {
+  TORCH_CHECK(top_p_val > 0 && top_p_val <= 1, op, ": top_p_val must be in (0, 1], got ",
+              top_p_val);
+}
+
+void check_min_p(const char* op, double min_p_val) {
+  TORCH_CHECK(min_p_val >= 0 && min_p_val <= 1, op, ": min_p_val must be in [0, 1], got ",
+              min_p_val);
+}
+
+// The validated pointers and sizes every sampling launcher takes.
+struct SamplingIO {
+  float* probs;
+  int32_t* output;
+  int32_t* indices;  // nullptr: output row i samples probability row i
+  uint32_t rows;     // output rows = blocks launched
+  uint32_t vocab;
+};
+
+SamplingIO check_sampling_io(const char* op, const at::Tensor& probs, const at::Tensor& output,
+                             const std::optional<at::Tensor>& maybe_indices) {
+  check_gpu_matrix(op, "probs", probs);
+  int64_t rows = probs.size(0);
+  int32_t* indices = nullptr;
+  if (maybe_indices.has_value()) {
+    const at::Tensor& idx = *maybe_indices;
+    check_same_device(op, "maybe_indices", idx, probs);
+    TORCH_CHECK(idx.scalar_type() == at::kInt, op, ": maybe_indices must be int32, got ",
+                idx.scalar_type());
+    TORCH_CHECK(idx.dim() == 1, op, ": maybe_indices must be 1-D, got shape ", idx.sizes());
+    TORCH_CHECK(idx.is_contiguous(), op, ": maybe_indices must be contiguous");
+    rows = idx.size(0);
+    if (rows > 0) {
+      // One device sync, paid only by callers that pass indices: an index out of
+      // range would otherwise be an illegal memory access.
+      auto [lo, hi] = at::aminmax(idx);
+      int64_t lo_v = lo.item<int64_t>(), hi_v = hi.item<int64_t>();
+      TORCH_CHECK(lo_v >= 0 && hi_v < probs.size(0), op,
+                  ": maybe_indices must lie in [0, ", probs.size(0), "), got values in [", lo_v,
+                  ", ", hi_v, "]");
+    }
+    indices = idx.data_ptr<int32_t>();
+  }
+  check_vector(op, "output", output, at::kInt, rows, probs);
+  return {probs.data_ptr<float>(), output.data_ptr<int32_t>(), indices,
+          static_cast<uint32_t>(rows), static_cast<uint32_t>(probs.size(1))};
+}
+
+// Seed and offset for one launch, advancing the generator by `increment` under its lock.
+std::pair<uint64_t, uint64_t> philox_seed_offset(const char* op,
+                                                 const std::optional<at::Generator>& gen,
+                                                 const at::Tensor& probs, uint64_t increment) {
+  auto* impl = at::get_generator_or_default<at::CUDAGeneratorImpl>(
+      gen, at::cuda::detail::getDefaultCUDAGenerator(probs.get_device()));
+  TORCH_CHECK(impl->device() == probs.device(), op, ": gen must be a generator of ",
+              probs.device(), ", got one of ", impl->device());
+  std::lock_guard<std::mutex> lock(impl->mutex_);
+  auto state = impl->philox_cuda_state(increment);
+  // Under graph capture the seed lives in device memory and the kernels take
+  // scalars: every replay would draw the same numbers.
+  TORCH_CHECK(!state.captured_, op, ": sampling during GPU graph capture is not supported");
+  return {state.seed_.val, state.offset_.val};
+}
+
+void check_launch(const char* op, cudaError_t status) {
+  TORCH_CHECK(status == cudaSuccess, op, ": kernel launch failed: ", cudaGetErrorString(status));
+}
+
+cudaStream_t current_stream(const at::Tensor& t) {
+  return at::cuda::getCurrentCUDAStream(t.get_device());
+}
+
+}  // namespace
+
+void top_k_renorm_probs(at::Tensor probs, at::Tensor renorm_probs,
+                        std::optional<at::Tensor> maybe_top_k_arr, int64_t top_k_val) {
+  constexpr const char* op = "top_k_renorm_probs";
+  check_gpu_matrix(op, "probs", probs);
+  check_matrix_output(op, "renorm_probs", renorm_probs, probs);
+  auto* top_k_arr = row_param<int32_t>(op, "maybe_top_k_arr", maybe_top_k_arr, at::kInt, probs);
+  if (top_k_arr == nullptr) check_top_k(op, top_k_val);
+  if (probs.size(0) == 0) return;
+  const c10::cuda::OptionalCUDAGuard guard(probs.device());
+  const uint32_t vocab = probs.size(1);
+  check_launch(op, fi::TopKRenormProb<float, int32_t>(
+                       probs.data_ptr<float>(), renorm_probs.data_ptr<float>(), top_k_arr,
+                       probs.size(0), top_k_arr ? 0 : clamp_top_k(top_k_val, vocab), vocab,
+                       current_stream(probs)));
+}
+
+void top_p_renorm_probs(at::Tensor probs, at::Tensor renorm_probs,
+                        std::optional<at::Tensor> maybe_top_p_arr, double top_p_val) {
+  constexpr const char* op = "top_p_renorm_probs";
+  check_gpu_matrix(op, "probs", probs);
+  check_matrix_output(op, "renorm_probs", renorm_probs, probs);
+  auto* top_p_arr = row_param<float>(op, "maybe_top_p_arr", maybe_top_p_arr, at::kFloat, probs);
+  if (top_p_arr == nullptr) check_top_p(op, top_p_val);
+  if (probs.size(0) == 0) return;
+  const c10::cuda::OptionalCUDAGuard guard(probs.device());
+  check_launch(op, fi::TopPRenormProb<float>(probs.data_ptr<float>(),
+                                             renorm_probs.data_ptr<float>(), top_p_arr,
+                                             probs.size(0), static_cast<float>(top_p_val),
+                                             probs.size(1), current_stream(probs)));
+}
+
+void top_k_mask_logits(at::Tensor logits, at::Tensor mask_logits,
+                       std::optional<at::Tensor> maybe_top_k_arr, int64_t top_k_val) {
+  constexpr const char* op = "top_k_mask_logits";
+  check_gpu_matrix(op, "logits", logits);
+  check_matrix_output(op, "mask_logits", mask_logits, logits);
+  auto* top_k_arr = row_param<int32_t>(op, "maybe_top_k_arr", maybe_top_k_arr, at::kInt, logits);
+  if (top_k_arr == nullptr) check_top_k(op, top_k_val);
+  if (logits.size(0) == 0) return;
+  const c10::cuda::OptionalCUDAGuard guard(logits.device());
+  const uint32_t vocab = logits.size(1);
+  check_launch(op, fi::TopKMaskLogits<float, int32_t>(
+                       logits.data_ptr<float>(), mask_logits.data_ptr<float>(), top_k_arr,
+                       logits.size(0), top_k_arr ? 0 : clamp_top_k(top_k_val, vocab), vocab,
+                       current_stream(logits)));
+}
+
+void sampling_from_probs(at::Tensor probs, at::Tensor output,
+                         std::optional<at::Tensor> maybe_indices, bool deterministic,
+                         std::optional<at::Generator> gen) {
+  constexpr const char* op = "sampling_from_probs";
+  const SamplingIO io = check_sampling_io(op, probs, output, maybe_indices);
+  if (io.rows == 0) return;
+  const c10::cuda::OptionalCUDAGuard guard(probs.device());
+  auto [seed, offset] = philox_seed_offset(op, gen, probs, kSinglePassDrawsPerRow * io.rows);
+  check_launch(op, fi::SamplingFromProb<float, int32_t>(io.probs, io.output, io.indices, io.rows,
+                                                        io.vocab, deterministic, seed, offset,
+                                                        current_stream(probs)));
+}
+
+void top_k_sampling_from_probs(at::Tensor probs, at::Tensor output,
+                               std::optional<at::Tensor> maybe_indices,
+                               std::optional<at::Tensor> maybe_top_k_arr, int64_t top_k_val,
+                               bool deterministic, std::optional<at::Generator> gen) {
+  constexpr const char* op = "top_k_sampling_from_probs";
+  const SamplingIO io = check_sampling_io(op, probs, output, maybe_indices);
+  auto* top_k_arr = row_param<int32_t>(op, "maybe_top_k_arr", maybe_top_k_arr, at::kInt, probs);
+  if (top_k_arr == nullptr) check_top_k(op, top_k_val);
+  if (io.rows == 0) return;
+  const c10::cuda::OptionalCUDAGuard guard(probs.device());
+  auto [seed, offset] = philox_seed_offset(op, gen, probs, kRejectionDrawsPerRow * io.rows);
+  check_launch(op, fi::TopKSamplingFromProb<float, int32_t>(
+                       io.probs, io.output, io.indices, top_k_arr, io.rows,
+                       top_k_arr ? 0 : clamp_top_k(top_k_val, io.vocab), io.vocab, deterministic,
+                       seed, offset, current_stream(probs)));
+}
+
+void top_p_sampling_from_probs(at::Tensor probs, at::Tensor output,
+                               std::optional<at::Tensor> maybe_indices,
+                               std::optional<at::Tensor> maybe_top_p_arr, double top_p_val,
+                               bool deterministic, std::optional<at::Generator> gen) {
+  constexpr const char* op = "top_p_sampling_from_probs";
+  const SamplingIO io = check_sampling_io(op, probs, output, maybe_indices);
+  auto* top_p_arr = row_param<float>(op, "maybe_top_p_arr", maybe_top_p_arr, at::kFloat, probs);
+  if (top_p_arr == nullptr) check_top_p(op, top_p_val);
+  if (io.rows == 0) return;
+  const c10::cuda::OptionalCUDAGuard guard(probs.device());
+  auto [seed, offset] = philox_seed_offset(op, gen, probs, kRejectionDrawsPerRow * io.rows);
+  check_launch(op, fi::TopPSamplingFromProb<float, int32_t>(
+                       io.probs, io.output, io.indices, top_p_arr, io.rows,
+                       static_cast<float>(top_p_val), io.vocab, deterministic, seed, offset,
+                       current_stream(probs)));
+}
+
+void top_k_top_p_sampling_from_probs(at::Tensor probs, at::Tensor output,
+                                     std::optional<at::Tensor> maybe_indices,
+                                     std::optional<at::Tensor> maybe_top_k_arr, double top_k_val,
+                                     std::optional<at::Tensor> maybe_top_p_arr, double top_p_val,
+                                     bool deterministic, std::optional<at::Generator> gen) {
+  constexpr const char* op = "top_k_top_p_sampling_from_probs";
+  const SamplingIO io = check_sampling_io(op, probs, output, maybe_indices);
+  auto* top_k_arr = row_param<int32_t>(op, "maybe_top_k_arr", maybe_top_k_arr, at::kInt, probs);
+  auto* top_p_arr = row_param<float>(op, "maybe_top_p_arr", maybe_top_p_arr, at::kFloat, probs);
+  if (top_k_arr == nullptr) check_top_k(op, top_k_val);
+  if (top_p_arr == nullptr) check_top_p(op, top_p_val);
+  if (io.rows == 0) return;
+  const c10::cuda::OptionalCUDAGuard guard(probs.device());
+  auto [seed, offset] = philox_seed_offset(op, gen, probs, kRejectionDrawsPerRow * io.rows);
+  const int32_t top_k = top_k_arr ? 0 : static_cast<int32_t>(clamp_top_k(top_k_val, io.vocab));
+  check_launch(op, fi::TopKTopPSamplingFromProb<float, int32_t>(
+                       io.probs, top_k_arr, top_p_arr, io.output, io.indices, io.rows, top_k,
+                       static_cast<float>(top_p_val), io.vocab, deterministic, seed, offset,
+                       current_stream(probs)));
+}
+
+void min_p_sampling_from_probs(at::Tensor probs, at::Tensor output,
+                               std::optional<at::Tensor> maybe_indices,
+                               std::optional<at::Tensor> maybe_min_p_arr, double min_p_val,
+                               bool deterministic, std::optional<at::Generator> gen) {
+  constexpr const char* op = "min_p_sampling_from_probs";
+  const SamplingIO io = check_sampling_io(op, probs, output, maybe_indices);
+  auto* min_p_arr = row_param<float>(op, "maybe_min_p_arr", maybe_min_p_arr, at::kFloat, probs);
+  if (min_p_arr == nullptr) check_min_p(op, min_p_val);
+  if (io.rows == 0) return;
+  const c10::cuda::OptionalCUDAGuard guard(probs.device());
+  auto [seed, offset] = philox_seed_offset(op, gen, probs, kSinglePassDrawsPerRow * io.rows);
+  check_launch(op, fi::MinPSamplingFromProb<float, int32_t>(
+                       io.probs, min_p_arr, io.output, io.indices, io.rows,
+                       static_cast<float>(min_p_val), io.vocab, deterministic, seed, offset,
+                       current_stream(probs)));
+}

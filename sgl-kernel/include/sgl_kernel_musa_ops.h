@@ -1,0 +1,56 @@
+// Declarations of the sgl_kernel sampling ops built for MUSA (and, from the same
+// sources, for CUDA). The schemas live in csrc/common_extension_musa.cc; the host
+// bindings in csrc/sampling/sampling.cu. Scalar schema types map to C++ as
+// float -> double, int -> int64_t, Tensor? -> std::optional<at::Tensor>,
+// Generator? -> std::optional<at::Generator>.
+#pragma once
+
+#include <ATen/ATen.h>
+#include <torch/library.h>
+
+#include <optional>
+
+// The upstream sgl-kernel spelling of TORCH_LIBRARY: the extra level of macro
+// expansion lets the namespace itself be a macro.
+#define TORCH_LIBRARY_EXPAND(NAME, MODULE) TORCH_LIBRARY(NAME, MODULE)
+
+// Makes the shared object importable as a Python module (`sgl_kernel.common_ops`)
+// that registers its ops on import and defines no Python functions of its own.
+#define SGL_KERNEL_STRINGIFY_(x) #x
+#define SGL_KERNEL_STRINGIFY(x) SGL_KERNEL_STRINGIFY_(x)
+#define REGISTER_EXTENSION(NAME)                                                  \
+  extern "C" PyObject* PyInit_##NAME() {                                          \
+    static struct PyModuleDef module = {                                          \
+        PyModuleDef_HEAD_INIT, SGL_KERNEL_STRINGIFY(NAME), nullptr, 0, nullptr}; \
+    return PyModule_Create(&module);                                              \
+  }
+
+// Renormalisation and masking (no randomness).
+void top_k_renorm_probs(at::Tensor probs, at::Tensor renorm_probs,
+                        std::optional<at::Tensor> maybe_top_k_arr, int64_t top_k_val);
+void top_p_renorm_probs(at::Tensor probs, at::Tensor renorm_probs,
+                        std::optional<at::Tensor> maybe_top_p_arr, double top_p_val);
+void top_k_mask_logits(at::Tensor logits, at::Tensor mask_logits,
+                       std::optional<at::Tensor> maybe_top_k_arr, int64_t top_k_val);
+
+// Sampling (Philox random numbers from `gen`, or the device's default generator).
+void sampling_from_probs(at::Tensor probs, at::Tensor output,
+                         std::optional<at::Tensor> maybe_indices, bool deterministic,
+                         std::optional<at::Generator> gen);
+void top_k_sampling_from_probs(at::Tensor probs, at::Tensor output,
+                               std::optional<at::Tensor> maybe_indices,
+                               std::optional<at::Tensor> maybe_top_k_arr, int64_t top_k_val,
+                               bool deterministic, std::optional<at::Generator> gen);
+void top_p_sampling_from_probs(at::Tensor probs, at::Tensor output,
+                               std::optional<at::Tensor> maybe_indices,
+                               std::optional<at::Tensor> maybe_top_p_arr, double top_p_val,
+                               bool deterministic, std::optional<at::Generator> gen);
+void top_k_top_p_sampling_from_probs(at::Tensor probs, at::Tensor output,
+                                     std::optional<at::Tensor> maybe_indices,
+                                     std::optional<at::Tensor> maybe_top_k_arr, double top_k_val,
+                                     std::optional<at::Tensor> maybe_top_p_arr, double top_p_val,
+                                     bool deterministic, std::optional<at::Generator> gen);
+void min_p_sampling_from_probs(at::Tensor probs, at::Tensor output,
+                               std::optional<at::Tensor> maybe_indices,
+                               std::optional<at::Tensor> maybe_min_p_arr, double min_p_val,
+                               bool deterministic, std::optional<at::Generator> gen);
