@@ -15,6 +15,7 @@
 #include <flashinfer/sampling.cuh>
 #include <limits>
 #include <mutex>
+#include <string>
 #include <utility>
 
 #include "sgl_kernel_musa_ops.h"
@@ -29,11 +30,28 @@ namespace fi = flashinfer::sampling;
 constexpr uint64_t kRejectionDrawsPerRow = 32;
 constexpr uint64_t kSinglePassDrawsPerRow = 1;
 
+// torch's Python spelling of a dtype (float32, int64, ...), as users write it.
+std::string dtype_name(at::ScalarType t) {
+  switch (t) {
+    case at::kFloat: return "float32";
+    case at::kDouble: return "float64";
+    case at::kHalf: return "float16";
+    case at::kBFloat16: return "bfloat16";
+    case at::kInt: return "int32";
+    case at::kLong: return "int64";
+    case at::kShort: return "int16";
+    case at::kChar: return "int8";
+    case at::kByte: return "uint8";
+    case at::kBool: return "bool";
+    default: return c10::toString(t);
+  }
+}
+
 void check_gpu_matrix(const char* op, const char* name, const at::Tensor& t) {
   // The dispatcher sends a call here when any argument is on the GPU (CUDA or MUSA).
   TORCH_CHECK(!t.is_cpu(), op, ": ", name, " must be on the GPU, got device ", t.device());
   TORCH_CHECK(t.scalar_type() == at::kFloat, op, ": ", name, " must be float32, got ",
-              t.scalar_type());
+              dtype_name(t.scalar_type()));
   TORCH_CHECK(t.dim() == 2, op, ": ", name, " must be 2-D (batch, vocab), got shape ", t.sizes());
   TORCH_CHECK(t.size(1) > 0, op, ": ", name, " must have vocab size >= 1, got shape ", t.sizes());
   TORCH_CHECK(t.is_contiguous(), op, ": ", name, " must be contiguous");
@@ -54,7 +72,7 @@ void check_matrix_output(const char* op, const char* name, const at::Tensor& out
                          const at::Tensor& in) {
   check_same_device(op, name, out, in);
   TORCH_CHECK(out.scalar_type() == at::kFloat, op, ": ", name, " must be float32, got ",
-              out.scalar_type());
+              dtype_name(out.scalar_type()));
   TORCH_CHECK(out.sizes() == in.sizes(), op, ": ", name, " must have the input's shape ",
               in.sizes(), ", got ", out.sizes());
   TORCH_CHECK(out.is_contiguous(), op, ": ", name, " must be contiguous");
@@ -64,8 +82,8 @@ void check_matrix_output(const char* op, const char* name, const at::Tensor& out
 void check_vector(const char* op, const char* name, const at::Tensor& t, at::ScalarType dtype,
                   int64_t length, const at::Tensor& probs) {
   check_same_device(op, name, t, probs);
-  TORCH_CHECK(t.scalar_type() == dtype, op, ": ", name, " must be ", dtype, ", got ",
-              t.scalar_type());
+  TORCH_CHECK(t.scalar_type() == dtype, op, ": ", name, " must be ", dtype_name(dtype), ", got ",
+              dtype_name(t.scalar_type()));
   TORCH_CHECK(t.dim() == 1 && t.size(0) == length, op, ": ", name, " must be 1-D of length ",
               length, ", got shape ", t.sizes());
   TORCH_CHECK(t.is_contiguous(), op, ": ", name, " must be contiguous");
@@ -119,7 +137,7 @@ SamplingIO check_sampling_io(const char* op, const at::Tensor& probs, const at::
     const at::Tensor& idx = *maybe_indices;
     check_same_device(op, "maybe_indices", idx, probs);
     TORCH_CHECK(idx.scalar_type() == at::kInt, op, ": maybe_indices must be int32, got ",
-                idx.scalar_type());
+                dtype_name(idx.scalar_type()));
     TORCH_CHECK(idx.dim() == 1, op, ": maybe_indices must be 1-D, got shape ", idx.sizes());
     TORCH_CHECK(idx.is_contiguous(), op, ": maybe_indices must be contiguous");
     rows = idx.size(0);

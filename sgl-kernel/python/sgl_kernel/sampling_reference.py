@@ -39,8 +39,7 @@ def _shape(t: torch.Tensor) -> str:
 
 
 def _dtype_name(dtype: torch.dtype) -> str:
-    # The names c10 prints for ScalarType.
-    return {torch.float32: "Float", torch.int32: "Int"}.get(dtype, str(dtype).replace("torch.", ""))
+    return str(dtype).replace("torch.", "")
 
 
 def _check_matrix(op: str, name: str, t: torch.Tensor) -> None:
