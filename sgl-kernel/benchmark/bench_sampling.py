@@ -1,0 +1,249 @@
+"""Benchmark every sgl_kernel sampling op against the torch-native sort-based path.
+
+    python sgl-kernel/benchmark/bench_sampling.py [--csv out.csv] [--plot out.png]
+    python sgl-kernel/benchmark/bench_sampling.py --plot out.png --from-csv results.csv
+
+Both paths run in the same process on the same inputs. Each number is the median of
+--runs timed calls (device events around each call) after --warmup untimed calls.
+"one read" is the time to read the probabilities once at the device-to-device copy
+bandwidth measured at start-up; "x read" = kernel time / one read.
+
+The torch-native path is what SGLang's `pytorch` sampling backend does: sort each
+row, cut by top-k / top-p / min-p on the sorted row, renormalise or draw with
+torch.multinomial, map back through the sort permutation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import statistics
+import sys
+from pathlib import Path
+
+import torch
+
+BATCHES = (1, 16, 64, 256)
+VOCABS = (32000, 128256, 151936)
+TOP_K, TOP_P, MIN_P = 50, 0.9, 0.05
+
+
+# --------------------------------------------------------------------------- torch-native
+
+
+def _sorted_keep(probs, top_k=None, top_p=None, min_p=None):
+    """Sort-based filter: (sorted probs with cut entries zeroed, sort permutation)."""
+    sorted_p, order = probs.sort(dim=-1, descending=True)
+    cut = torch.zeros_like(sorted_p, dtype=torch.bool)
+    if top_k is not None:
+        cut |= torch.arange(probs.size(1), device=probs.device).view(1, -1) >= top_k
+    if top_p is not None:
+        cut |= (sorted_p.cumsum(dim=-1) - sorted_p) > top_p
+    if min_p is not None:
+        cut |= sorted_p < sorted_p[:, :1] * min_p
+    return sorted_p.masked_fill(cut, 0.0), order
+
+
+def torch_sample(probs, top_k=None, top_p=None, min_p=None):
+    kept, order = _sorted_keep(probs, top_k, top_p, min_p)
+    return torch.gather(order, 1, torch.multinomial(kept, 1)).view(-1)
+
+
+def torch_renorm(probs, top_k=None, top_p=None):
+    kept, order = _sorted_keep(probs, top_k, top_p)
+    kept = kept / kept.sum(dim=-1, keepdim=True)
+    return torch.empty_like(probs).scatter_(1, order, kept)
+
+
+def torch_mask_logits(logits, top_k):
+    kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]
+    return logits.masked_fill(logits < kth, float("-inf"))
+
+
+def cases():
+    import sgl_kernel as sk
+
+    return {
+        # name: (kernel call, torch-native call); both take (probs, logits)
+        "top_k_renorm_probs": (
+            lambda p, lg: sk.top_k_renorm_probs(p, TOP_K),
+            lambda p, lg: torch_renorm(p, top_k=TOP_K),
+        ),
+        "top_p_renorm_probs": (
+            lambda p, lg: sk.top_p_renorm_probs(p, TOP_P),
+            lambda p, lg: torch_renorm(p, top_p=TOP_P),
+        ),
+        "top_k_mask_logits": (
+            lambda p, lg: sk.top_k_mask_logits(lg, TOP_K),
+            lambda p, lg: torch_mask_logits(lg, TOP_K),
+        ),
+        "sampling_from_probs": (
+            lambda p, lg: sk.sampling_from_probs(p),
+            lambda p, lg: torch.multinomial(p, 1).view(-1),
+        ),
+        "top_k_sampling_from_probs": (
+            lambda p, lg: sk.top_k_sampling_from_probs(p, TOP_K),
+            lambda p, lg: torch_sample(p, top_k=TOP_K),
+        ),
+        "top_p_sampling_from_probs": (
+            lambda p, lg: sk.top_p_sampling_from_probs(p, TOP_P),
+            lambda p, lg: torch_sample(p, top_p=TOP_P),
+        ),
+        "top_k_top_p_joint": (
+            lambda p, lg: sk.top_k_top_p_sampling_from_probs(p, TOP_K, TOP_P, filter_apply_order="joint"),
+            lambda p, lg: torch_sample(p, top_k=TOP_K, top_p=TOP_P),
+        ),
+        "top_k_top_p_top_k_first": (
+            lambda p, lg: sk.top_k_top_p_sampling_from_probs(p, TOP_K, TOP_P),
+            lambda p, lg: torch_sample(p, top_k=TOP_K, top_p=TOP_P),
+        ),
+        "min_p_sampling_from_probs": (
+            lambda p, lg: sk.min_p_sampling_from_probs(p, MIN_P),
+            lambda p, lg: torch_sample(p, min_p=MIN_P),
+        ),
+    }
+
+
+# --------------------------------------------------------------------------- timing
+
+
+def _device_module(device):
+    return torch.cuda if device.type == "cuda" else getattr(torch, device.type)
+
+
+def median_us(fn, device, warmup, runs):
+    mod = _device_module(device)
+    for _ in range(warmup):
+        fn()
+    mod.synchronize()
+    times = []
+    for _ in range(runs):
+        start, end = mod.Event(enable_timing=True), mod.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end) * 1000.0)
+    return statistics.median(times)
+
+
+def copy_bandwidth(device) -> float:
+    """Bytes per second of a large device-to-device copy, counting read + write."""
+    src = torch.empty(256 << 20, dtype=torch.uint8, device=device)
+    dst = torch.empty_like(src)
+    us = median_us(lambda: dst.copy_(src), device, warmup=3, runs=20)
+    return 2 * src.numel() / (us * 1e-6)
+
+
+def run(device, batches, vocabs, ops, warmup, runs, log=print):
+    bandwidth = copy_bandwidth(device)
+    log(f"# device-to-device copy: {bandwidth / 1e12:.2f} TB/s (read + write)")
+    all_cases = cases()
+    rows = []
+    gen = torch.Generator(device=device).manual_seed(0)
+    for vocab in vocabs:
+        for batch in batches:
+            logits = torch.randn(batch, vocab, device=device, generator=gen) * 3
+            probs = torch.softmax(logits, dim=-1)
+            # bandwidth counts bytes read + written, so reading B bytes takes B / bandwidth.
+            one_read_us = batch * vocab * 4 / bandwidth * 1e6
+            for name in ops:
+                kernel, native = all_cases[name]
+                k_us = median_us(lambda: kernel(probs, logits), device, warmup, runs)
+                t_us = median_us(lambda: native(probs, logits), device, warmup, runs)
+                row = {
+                    "op": name,
+                    "batch": batch,
+                    "vocab": vocab,
+                    "kernel_us": round(k_us, 1),
+                    "torch_us": round(t_us, 1),
+                    "speedup": round(t_us / k_us, 2),
+                    "one_read_us": round(one_read_us, 2),
+                    "x_read": round(k_us / one_read_us, 1),
+                }
+                rows.append(row)
+                log(
+                    f"{name:28s} {batch:4d} x {vocab:6d}  kernel {k_us:8.1f} us  torch {t_us:8.1f} us"
+                    f"  speed-up {t_us / k_us:6.1f}x  {k_us / one_read_us:8.1f}x one read"
+                )
+    return rows
+
+
+# --------------------------------------------------------------------------- report
+
+
+def write_csv(rows, path):
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def read_csv(path):
+    with open(path) as f:
+        return [
+            {k: (v if k == "op" else float(v)) for k, v in row.items()} for row in csv.DictReader(f)
+        ]
+
+
+def plot(rows, path, title):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ops = sorted({r["op"] for r in rows})
+    vocabs = sorted({int(r["vocab"]) for r in rows})
+    fig, axes = plt.subplots(len(ops), len(vocabs), figsize=(4 * len(vocabs), 2.6 * len(ops)), squeeze=False)
+    for i, op in enumerate(ops):
+        for j, vocab in enumerate(vocabs):
+            ax = axes[i][j]
+            sel = sorted((r for r in rows if r["op"] == op and int(r["vocab"]) == vocab), key=lambda r: r["batch"])
+            b = [int(r["batch"]) for r in sel]
+            ax.plot(b, [r["kernel_us"] for r in sel], "o-", label="sgl_kernel")
+            ax.plot(b, [r["torch_us"] for r in sel], "s--", label="torch-native")
+            ax.set_xscale("log", base=2)
+            ax.set_yscale("log")
+            ax.set_title(f"{op}\nvocab {vocab}", fontsize=8)
+            ax.set_xlabel("batch", fontsize=7)
+            ax.set_ylabel("us", fontsize=7)
+            ax.tick_params(labelsize=7)
+            if i == 0 and j == 0:
+                ax.legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default=None, help="cuda or musa (default: the GPU present)")
+    parser.add_argument("--batches", type=int, nargs="+", default=list(BATCHES))
+    parser.add_argument("--vocabs", type=int, nargs="+", default=list(VOCABS))
+    parser.add_argument("--ops", nargs="+", default=None, help="subset of ops (default: all)")
+    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--runs", type=int, default=100)
+    parser.add_argument("--csv", type=Path, help="write the results as CSV")
+    parser.add_argument("--plot", type=Path, help="write a PNG: time vs batch per op and vocab")
+    parser.add_argument("--from-csv", type=Path, help="plot an earlier CSV instead of measuring")
+    parser.add_argument("--title", default="sgl_kernel sampling vs torch-native")
+    args = parser.parse_args(argv)
+
+    if args.from_csv:
+        rows = read_csv(args.from_csv)
+    else:
+        device = args.device or ("cuda" if torch.cuda.is_available() else "musa")
+        if not _device_module(torch.device(device)).is_available():
+            sys.exit("bench_sampling.py: no GPU found; the benchmark times GPU kernels")
+        device = torch.device(device)
+        ops = args.ops or list(cases())
+        print(f"# {torch.cuda.get_device_name(device) if device.type == 'cuda' else device}, torch {torch.__version__}")
+        rows = run(device, args.batches, args.vocabs, ops, args.warmup, args.runs)
+    if args.csv:
+        write_csv(rows, args.csv)
+    if args.plot:
+        plot(rows, args.plot, args.title)
+
+
+if __name__ == "__main__":
+    main()
