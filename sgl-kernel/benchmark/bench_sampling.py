@@ -4,7 +4,8 @@
     python sgl-kernel/benchmark/bench_sampling.py --plot out.png --from-csv results.csv
 
 Both paths run in the same process on the same inputs. Each number is the median of
---runs timed calls (device events around each call) after --warmup untimed calls.
+--runs timed calls (device events around each call, L2 flushed before each, no host
+sync in between: see median_us) after --warmup untimed calls.
 "one read" is the time to read the probabilities once at the device-to-device copy
 bandwidth measured at start-up; "x read" = kernel time / one read.
 
@@ -111,27 +112,34 @@ def _device_module(device):
     return torch.cuda if device.type == "cuda" else getattr(torch, device.type)
 
 
-def median_us(fn, device, warmup, runs):
+def median_us(fn, device, warmup, runs, flush_bytes=256 << 20):
+    """Median device time of fn, in microseconds.
+
+    Like triton's do_bench: calls are queued without a host sync between them, and an
+    L2-sized memset runs before each timed call. The memset keeps the GPU busy while the
+    host prepares the next call, so the events bracket device work, not host overhead,
+    and every call starts with a cold L2 (a 128k-vocab row would otherwise stay cached).
+    """
     mod = _device_module(device)
+    flush = torch.empty(flush_bytes, dtype=torch.uint8, device=device)
     for _ in range(warmup):
         fn()
     mod.synchronize()
-    times = []
-    for _ in range(runs):
-        start, end = mod.Event(enable_timing=True), mod.Event(enable_timing=True)
+    events = [(mod.Event(enable_timing=True), mod.Event(enable_timing=True)) for _ in range(runs)]
+    for start, end in events:
+        flush.zero_()
         start.record()
         fn()
         end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end) * 1000.0)
-    return statistics.median(times)
+    mod.synchronize()
+    return statistics.median(start.elapsed_time(end) * 1000.0 for start, end in events)
 
 
 def copy_bandwidth(device) -> float:
     """Bytes per second of a large device-to-device copy, counting read + write."""
     src = torch.empty(256 << 20, dtype=torch.uint8, device=device)
     dst = torch.empty_like(src)
-    us = median_us(lambda: dst.copy_(src), device, warmup=3, runs=20)
+    us = median_us(lambda: dst.copy_(src), device, warmup=3, runs=20, flush_bytes=1)
     return 2 * src.numel() / (us * 1e-6)
 
 

@@ -10,9 +10,8 @@ import re
 import pytest
 import sgl_kernel
 import torch
-from conftest import is_gpu
 from sgl_kernel import sampling_reference as ref
-from stats import assert_matches_distribution
+from sampling_testing import assert_matches_distribution, is_gpu
 from torch.utils._python_dispatch import TorchDispatchMode
 
 TOP_K_ALL = 1 << 30  # what SGLang passes for top_k = -1

@@ -1,6 +1,9 @@
-"""Goodness-of-fit helpers for sampling tests.
+"""Helpers shared by the kernel tests (sgl-kernel/tests) and the sampler tests (test/srt):
+the devices to run on, and a goodness-of-fit check for sampled tokens.
 
-Each test compares token counts with the exact expected distribution by Pearson's
+Every test runs on the CPU and, when a GPU is visible, on the GPU build of the same ops.
+
+Sampling tests compare token counts with the exact expected distribution by Pearson's
 chi-square test at a false-alarm rate of ALPHA per case: with fixed seeds the suite
 is deterministic, and a correct sampler fails a given case with probability ALPHA
 over the choice of seed.
@@ -11,6 +14,23 @@ import torch
 from scipy import stats
 
 ALPHA = 1e-4
+
+
+def _gpu_device():
+    if torch.cuda.is_available():
+        return "cuda"
+    musa = getattr(torch, "musa", None)
+    if musa is not None and musa.is_available():
+        return "musa"
+    return None
+
+
+GPU = _gpu_device()
+DEVICES = ["cpu"] + ([GPU] if GPU else [])
+
+
+def is_gpu(device: str) -> bool:
+    return device != "cpu"
 
 
 def assert_matches_distribution(samples: torch.Tensor, expected: torch.Tensor, what: str) -> None:

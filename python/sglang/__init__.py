@@ -1,0 +1,1 @@
+"""SGLang (the parts this tree carries: the sampling layer and its MUSA kernel branch)."""

@@ -1,0 +1,54 @@
+"""The sampling parameters of a batch, as tensors on the device the logits live on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List, Optional
+
+import torch
+
+from sglang.srt.sampling.sampling_params import TOP_K_ALL, SamplingParams
+
+
+@dataclass
+class SamplingBatchInfo:
+    temperatures: torch.Tensor  # [bs, 1] float32
+    top_ps: torch.Tensor  # [bs] float32
+    top_ks: torch.Tensor  # [bs] int32
+    min_ps: torch.Tensor  # [bs] float32
+    is_all_greedy: bool
+    has_greedy: bool  # some rows are greedy (top_k == 1): they take the argmax
+    need_top_p_sampling: bool
+    need_top_k_sampling: bool
+    need_min_p_sampling: bool
+    # [bs] int64, or None when no request set a seed. Rows of requests without a seed
+    # get a seed drawn from torch's default generator, so they stay random.
+    sampling_seed: Optional[torch.Tensor] = None
+
+    @classmethod
+    def from_sampling_params(
+        cls, params: List[SamplingParams], device: torch.device | str
+    ) -> "SamplingBatchInfo":
+        if not params:
+            raise ValueError("a batch needs at least one request's SamplingParams")
+        top_ks = [p.top_k for p in params]
+        seeds = None
+        if any(p.sampling_seed is not None for p in params):
+            drawn = torch.randint(0, 2**62, (len(params),)).tolist()
+            seeds = torch.tensor(
+                [p.sampling_seed if p.sampling_seed is not None else d for p, d in zip(params, drawn)],
+                dtype=torch.int64,
+                device=device,
+            )
+        return cls(
+            temperatures=torch.tensor([[p.temperature] for p in params], dtype=torch.float32, device=device),
+            top_ps=torch.tensor([p.top_p for p in params], dtype=torch.float32, device=device),
+            top_ks=torch.tensor(top_ks, dtype=torch.int32, device=device),
+            min_ps=torch.tensor([p.min_p for p in params], dtype=torch.float32, device=device),
+            is_all_greedy=all(k == 1 for k in top_ks),
+            has_greedy=any(k == 1 for k in top_ks),
+            need_top_p_sampling=any(p.top_p < 1.0 for p in params),
+            need_top_k_sampling=any(k != TOP_K_ALL for k in top_ks),
+            need_min_p_sampling=any(p.min_p > 0 for p in params),
+            sampling_seed=seeds,
+        )
