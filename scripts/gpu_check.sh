@@ -28,14 +28,7 @@ if ! $PY -m pip install -q --no-build-isolation --no-deps --no-index -e sgl-kern
   export PYTHONPATH=$PWD/sgl-kernel/python:${PYTHONPATH:-}
 fi
 tail -3 "$OUT/build.log"
-
-step "kernel tests"
-$PY -m pytest sgl-kernel/tests -q -p no:cacheprovider 2> -p no:cacheprovider -x 2>&11 | tee "$OUT/kernel_tests.log" | tail -15 || status=1
-
-if [ -d test/srt ]; then
-  step "sampler tests"
-  $PY -m pytest test/srt -q -p no:cacheprovider 2>&1 | tee "$OUT/sampler_tests.log" | tail -15 || status=1
-fi
+export PYTHONPATH=$PWD/python:${PYTHONPATH:-}  # sglang (the sampler) from this tree
 
 step "compute-sanitizer memcheck on NaN / zero rows"
 SAN=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null)
@@ -44,6 +37,17 @@ timeout 300 "$SAN" --tool memcheck --error-exitcode 1 $PY sgl-kernel/tests/sanit
 tail -6 "$OUT/sanitizer.log"
 
 step "benchmark"
-$PY sgl-kernel/benchmark/bench_sampling.py --csv "$OUT/bench.csv" 2>&1 | tee "$OUT/bench.log" | tail -120 || status=1
+$PY sgl-kernel/benchmark/bench_sampling.py --csv "$OUT/bench.csv" > "$OUT/bench.log" 2>&1 || status=1
+tail -40 "$OUT/bench.log"
+
+step "kernel tests"
+$PY -m pytest --version
+$PY -m pytest sgl-kernel/tests -q -p no:cacheprovider 2>&1 | tee "$OUT/kernel_tests.log" | tail -15 || status=1
+
+if [ -d test/srt ]; then
+  step "sampler tests"
+  $PY -m pytest test/srt -q -p no:cacheprovider 2>&1 | tee "$OUT/sampler_tests.log" | tail -15 || status=1
+fi
+
 step "done, status $status"
 exit $status
