@@ -47,17 +47,27 @@ std::string dtype_name(at::ScalarType t) {
   }
 }
 
+// "[4, 0]". Streaming an IntArrayRef through c10::str from this nvcc-compiled file
+// crashed (seen on H100, torch 2.11 + nvcc 13.0), so shapes are formatted here.
+std::string shape_str(c10::IntArrayRef sizes) {
+  std::string out = "[";
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    out += (i ? ", " : "") + std::to_string(sizes[i]);
+  }
+  return out + "]";
+}
+
 void check_gpu_matrix(const char* op, const char* name, const at::Tensor& t) {
   // The dispatcher sends a call here when any argument is on the GPU (CUDA or MUSA).
   TORCH_CHECK(!t.is_cpu(), op, ": ", name, " must be on the GPU, got device ", t.device());
   TORCH_CHECK(t.scalar_type() == at::kFloat, op, ": ", name, " must be float32, got ",
               dtype_name(t.scalar_type()));
-  TORCH_CHECK(t.dim() == 2, op, ": ", name, " must be 2-D (batch, vocab), got shape ", t.sizes());
-  TORCH_CHECK(t.size(1) > 0, op, ": ", name, " must have vocab size >= 1, got shape ", t.sizes());
+  TORCH_CHECK(t.dim() == 2, op, ": ", name, " must be 2-D (batch, vocab), got shape ", shape_str(t.sizes()));
+  TORCH_CHECK(t.size(1) > 0, op, ": ", name, " must have vocab size >= 1, got shape ", shape_str(t.sizes()));
   TORCH_CHECK(t.is_contiguous(), op, ": ", name, " must be contiguous");
   // The kernels index rows as uint32 row * vocab.
   TORCH_CHECK(t.numel() <= std::numeric_limits<uint32_t>::max(), op, ": ", name,
-              " must have fewer than 2^32 elements, got shape ", t.sizes());
+              " must have fewer than 2^32 elements, got shape ", shape_str(t.sizes()));
 }
 
 void check_same_device(const char* op, const char* name, const at::Tensor& t,
@@ -74,7 +84,7 @@ void check_matrix_output(const char* op, const char* name, const at::Tensor& out
   TORCH_CHECK(out.scalar_type() == at::kFloat, op, ": ", name, " must be float32, got ",
               dtype_name(out.scalar_type()));
   TORCH_CHECK(out.sizes() == in.sizes(), op, ": ", name, " must have the input's shape ",
-              in.sizes(), ", got ", out.sizes());
+              shape_str(in.sizes()), ", got ", shape_str(out.sizes()));
   TORCH_CHECK(out.is_contiguous(), op, ": ", name, " must be contiguous");
 }
 
@@ -85,7 +95,7 @@ void check_vector(const char* op, const char* name, const at::Tensor& t, at::Sca
   TORCH_CHECK(t.scalar_type() == dtype, op, ": ", name, " must be ", dtype_name(dtype), ", got ",
               dtype_name(t.scalar_type()));
   TORCH_CHECK(t.dim() == 1 && t.size(0) == length, op, ": ", name, " must be 1-D of length ",
-              length, ", got shape ", t.sizes());
+              length, ", got shape ", shape_str(t.sizes()));
   TORCH_CHECK(t.is_contiguous(), op, ": ", name, " must be contiguous");
 }
 
@@ -138,7 +148,7 @@ SamplingIO check_sampling_io(const char* op, const at::Tensor& probs, const at::
     check_same_device(op, "maybe_indices", idx, probs);
     TORCH_CHECK(idx.scalar_type() == at::kInt, op, ": maybe_indices must be int32, got ",
                 dtype_name(idx.scalar_type()));
-    TORCH_CHECK(idx.dim() == 1, op, ": maybe_indices must be 1-D, got shape ", idx.sizes());
+    TORCH_CHECK(idx.dim() == 1, op, ": maybe_indices must be 1-D, got shape ", shape_str(idx.sizes()));
     TORCH_CHECK(idx.is_contiguous(), op, ": maybe_indices must be contiguous");
     rows = idx.size(0);
     if (rows > 0) {
@@ -163,8 +173,10 @@ std::pair<uint64_t, uint64_t> philox_seed_offset(const char* op,
                                                  const at::Tensor& probs, uint64_t increment) {
   auto* impl = at::get_generator_or_default<at::CUDAGeneratorImpl>(
       gen, at::cuda::detail::getDefaultCUDAGenerator(probs.get_device()));
-  TORCH_CHECK(impl->device() == probs.device(), op, ": gen must be a generator of ",
-              probs.device(), ", got one of ", impl->device());
+  // torch.Generator(device="cuda") has no device index: it serves any GPU.
+  const c10::Device gen_device = impl->device();
+  TORCH_CHECK(!gen_device.has_index() || gen_device.index() == probs.device().index(), op,
+              ": gen must be a generator of ", probs.device(), ", got one of ", gen_device);
   std::lock_guard<std::mutex> lock(impl->mutex_);
   auto state = impl->philox_cuda_state(increment);
   // Under graph capture the seed lives in device memory and the kernels take
