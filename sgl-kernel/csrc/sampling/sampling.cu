@@ -12,6 +12,7 @@
 #include <c10/cuda/CUDAGuard.h>
 
 #include <cstdint>
+#include <cstdio>
 #include <flashinfer/sampling.cuh>
 #include <limits>
 #include <mutex>
@@ -47,8 +48,18 @@ std::string dtype_name(at::ScalarType t) {
   }
 }
 
-// "[4, 0]". Streaming an IntArrayRef through c10::str from this nvcc-compiled file
-// crashed (seen on H100, torch 2.11 + nvcc 13.0), so shapes are formatted here.
+// Messages are built from strings only: streaming numbers, shapes or devices through
+// c10::str (TORCH_CHECK) from this nvcc-compiled file segfaulted on the H100 build
+// (torch 2.11, nvcc 13.0), while string pieces work. Hence these formatters.
+std::string num_str(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%g", v);  // like Python's f"{v:g}"
+  return buf;
+}
+
+std::string int_str(int64_t v) { return std::to_string(v); }
+
+// "[4, 0]"
 std::string shape_str(c10::IntArrayRef sizes) {
   std::string out = "[";
   for (size_t i = 0; i < sizes.size(); ++i) {
@@ -59,7 +70,7 @@ std::string shape_str(c10::IntArrayRef sizes) {
 
 void check_gpu_matrix(const char* op, const char* name, const at::Tensor& t) {
   // The dispatcher sends a call here when any argument is on the GPU (CUDA or MUSA).
-  TORCH_CHECK(!t.is_cpu(), op, ": ", name, " must be on the GPU, got device ", t.device());
+  TORCH_CHECK(!t.is_cpu(), op, ": ", name, " must be on the GPU, got device ", t.device().str());
   TORCH_CHECK(t.scalar_type() == at::kFloat, op, ": ", name, " must be float32, got ",
               dtype_name(t.scalar_type()));
   TORCH_CHECK(t.dim() == 2, op, ": ", name, " must be 2-D (batch, vocab), got shape ", shape_str(t.sizes()));
@@ -73,8 +84,8 @@ void check_gpu_matrix(const char* op, const char* name, const at::Tensor& t) {
 void check_same_device(const char* op, const char* name, const at::Tensor& t,
                        const at::Tensor& probs) {
   TORCH_CHECK(t.device() == probs.device(), op, ": ", name,
-              " must be on the same device as the probabilities (", probs.device(), "), got ",
-              t.device());
+              " must be on the same device as the probabilities (", probs.device().str(),
+              "), got ", t.device().str());
 }
 
 // A written output of the same shape as the input matrix (renorm and masking).
@@ -95,7 +106,7 @@ void check_vector(const char* op, const char* name, const at::Tensor& t, at::Sca
   TORCH_CHECK(t.scalar_type() == dtype, op, ": ", name, " must be ", dtype_name(dtype), ", got ",
               dtype_name(t.scalar_type()));
   TORCH_CHECK(t.dim() == 1 && t.size(0) == length, op, ": ", name, " must be 1-D of length ",
-              length, ", got shape ", shape_str(t.sizes()));
+              int_str(length), ", got shape ", shape_str(t.sizes()));
   TORCH_CHECK(t.is_contiguous(), op, ": ", name, " must be contiguous");
 }
 
@@ -111,7 +122,7 @@ T* row_param(const char* op, const char* name, const std::optional<at::Tensor>& 
 void check_top_k(const char* op, double top_k_val) {
   TORCH_CHECK(top_k_val >= 1 && top_k_val == static_cast<double>(static_cast<int64_t>(top_k_val)),
               op, ": top_k_val must be an integer >= 1 (values >= vocab disable top-k), got ",
-              top_k_val);
+              num_str(top_k_val));
 }
 
 // k >= vocab keeps every token, so clamping to the vocab keeps the meaning and fits int32.
@@ -121,12 +132,12 @@ uint32_t clamp_top_k(double top_k_val, uint32_t vocab) {
 
 void check_top_p(const char* op, double top_p_val) {
   TORCH_CHECK(top_p_val > 0 && top_p_val <= 1, op, ": top_p_val must be in (0, 1], got ",
-              top_p_val);
+              num_str(top_p_val));
 }
 
 void check_min_p(const char* op, double min_p_val) {
   TORCH_CHECK(min_p_val >= 0 && min_p_val <= 1, op, ": min_p_val must be in [0, 1], got ",
-              min_p_val);
+              num_str(min_p_val));
 }
 
 // The validated pointers and sizes every sampling launcher takes.
@@ -157,8 +168,8 @@ SamplingIO check_sampling_io(const char* op, const at::Tensor& probs, const at::
       auto [lo, hi] = at::aminmax(idx);
       int64_t lo_v = lo.item<int64_t>(), hi_v = hi.item<int64_t>();
       TORCH_CHECK(lo_v >= 0 && hi_v < probs.size(0), op,
-                  ": maybe_indices must lie in [0, ", probs.size(0), "), got values in [", lo_v,
-                  ", ", hi_v, "]");
+                  ": maybe_indices must lie in [0, ", int_str(probs.size(0)),
+                  "), got values in [", int_str(lo_v), ", ", int_str(hi_v), "]");
     }
     indices = idx.data_ptr<int32_t>();
   }
@@ -176,7 +187,8 @@ std::pair<uint64_t, uint64_t> philox_seed_offset(const char* op,
   // torch.Generator(device="cuda") has no device index: it serves any GPU.
   const c10::Device gen_device = impl->device();
   TORCH_CHECK(!gen_device.has_index() || gen_device.index() == probs.device().index(), op,
-              ": gen must be a generator of ", probs.device(), ", got one of ", gen_device);
+              ": gen must be a generator of ", probs.device().str(), ", got one of ",
+              gen_device.str());
   std::lock_guard<std::mutex> lock(impl->mutex_);
   auto state = impl->philox_cuda_state(increment);
   // Under graph capture the seed lives in device memory and the kernels take
