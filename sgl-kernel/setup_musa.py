@@ -234,7 +234,9 @@ def _curand_include_dirs() -> list[str]:
     if cuda_home and (Path(cuda_home) / "include" / "curand_kernel.h").is_file():
         return []
     spec = importlib.util.find_spec("nvidia")
-    roots = list(spec.submodule_search_locations) if spec and spec.submodule_search_locations else []
+    roots = (
+        list(spec.submodule_search_locations) if spec and spec.submodule_search_locations else []
+    )
     for root in roots:
         for header in sorted(Path(root).glob("**/include/curand_kernel.h")):
             return [str(header.parent)]

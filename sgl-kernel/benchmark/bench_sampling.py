@@ -91,7 +91,9 @@ def cases():
             lambda p, lg: torch_sample(p, top_p=TOP_P),
         ),
         "top_k_top_p_joint": (
-            lambda p, lg: sk.top_k_top_p_sampling_from_probs(p, TOP_K, TOP_P, filter_apply_order="joint"),
+            lambda p, lg: sk.top_k_top_p_sampling_from_probs(
+                p, TOP_K, TOP_P, filter_apply_order="joint"
+            ),
             lambda p, lg: torch_sample(p, top_k=TOP_K, top_p=TOP_P),
         ),
         "top_k_top_p_top_k_first": (
@@ -202,11 +204,16 @@ def plot(rows, path, title):
 
     ops = sorted({r["op"] for r in rows})
     vocabs = sorted({int(r["vocab"]) for r in rows})
-    fig, axes = plt.subplots(len(ops), len(vocabs), figsize=(4 * len(vocabs), 2.6 * len(ops)), squeeze=False)
+    fig, axes = plt.subplots(
+        len(ops), len(vocabs), figsize=(4 * len(vocabs), 2.6 * len(ops)), squeeze=False
+    )
     for i, op in enumerate(ops):
         for j, vocab in enumerate(vocabs):
             ax = axes[i][j]
-            sel = sorted((r for r in rows if r["op"] == op and int(r["vocab"]) == vocab), key=lambda r: r["batch"])
+            sel = sorted(
+                (r for r in rows if r["op"] == op and int(r["vocab"]) == vocab),
+                key=lambda r: r["batch"],
+            )
             b = [int(r["batch"]) for r in sel]
             ax.plot(b, [r["kernel_us"] for r in sel], "o-", label="sgl_kernel")
             ax.plot(b, [r["torch_us"] for r in sel], "s--", label="torch-native")
@@ -224,7 +231,9 @@ def plot(rows, path, title):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--device", default=None, help="cuda or musa (default: the GPU present)")
     parser.add_argument("--batches", type=int, nargs="+", default=list(BATCHES))
     parser.add_argument("--vocabs", type=int, nargs="+", default=list(VOCABS))
@@ -245,7 +254,9 @@ def main(argv=None):
             sys.exit("bench_sampling.py: no GPU found; the benchmark times GPU kernels")
         device = torch.device(device)
         ops = args.ops or list(cases())
-        print(f"# {torch.cuda.get_device_name(device) if device.type == 'cuda' else device}, torch {torch.__version__}")
+        print(
+            f"# {torch.cuda.get_device_name(device) if device.type == 'cuda' else device}, torch {torch.__version__}"
+        )
         rows = run(device, args.batches, args.vocabs, ops, args.warmup, args.runs)
     if args.csv:
         write_csv(rows, args.csv)

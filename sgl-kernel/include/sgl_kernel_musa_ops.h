@@ -18,11 +18,11 @@
 // that registers its ops on import and defines no Python functions of its own.
 #define SGL_KERNEL_STRINGIFY_(x) #x
 #define SGL_KERNEL_STRINGIFY(x) SGL_KERNEL_STRINGIFY_(x)
-#define REGISTER_EXTENSION(NAME)                                                  \
-  extern "C" PyObject* PyInit_##NAME() {                                          \
-    static struct PyModuleDef module = {                                          \
-        PyModuleDef_HEAD_INIT, SGL_KERNEL_STRINGIFY(NAME), nullptr, 0, nullptr}; \
-    return PyModule_Create(&module);                                              \
+#define REGISTER_EXTENSION(NAME)                                                           \
+  extern "C" PyObject* PyInit_##NAME() {                                                   \
+    static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, SGL_KERNEL_STRINGIFY(NAME), \
+                                        nullptr, 0, nullptr};                              \
+    return PyModule_Create(&module);                                                       \
   }
 
 // Renormalisation and masking (no randomness).

@@ -2,6 +2,7 @@
 GPU runs use the acceptance-criteria sizes; CPU runs keep CI within its time budget."""
 
 import pytest
+
 from sampling_testing import DEVICES
 
 

@@ -65,4 +65,6 @@ def assert_matches_distribution(samples: torch.Tensor, expected: torch.Tensor, w
     if len(bins_e) < 2:
         return  # a single allowed bin: the forbidden-token check above is the whole test
     p_value = stats.chisquare(bins_o, bins_e).pvalue
-    assert p_value > ALPHA, f"{what}: chi-square p-value {p_value:.2e} <= {ALPHA} ({len(bins_e)} bins)"
+    assert p_value > ALPHA, (
+        f"{what}: chi-square p-value {p_value:.2e} <= {ALPHA} ({len(bins_e)} bins)"
+    )

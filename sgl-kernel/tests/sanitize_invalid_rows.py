@@ -9,8 +9,9 @@ if a result breaks the defined contract (sampled id 0, renormalised row all zero
 
 import sys
 
-import sgl_kernel
 import torch
+
+import sgl_kernel
 
 
 def main():
@@ -28,13 +29,19 @@ def main():
             "top_k": lambda: sgl_kernel.top_k_sampling_from_probs(probs, 50),
             "top_p": lambda: sgl_kernel.top_p_sampling_from_probs(probs, 0.9),
             "min_p": lambda: sgl_kernel.min_p_sampling_from_probs(probs, 0.05),
-            "joint": lambda: sgl_kernel.top_k_top_p_sampling_from_probs(probs, 50, 0.9, filter_apply_order="joint"),
+            "joint": lambda: sgl_kernel.top_k_top_p_sampling_from_probs(
+                probs, 50, 0.9, filter_apply_order="joint"
+            ),
             "top_k_first": lambda: sgl_kernel.top_k_top_p_sampling_from_probs(probs, 50, 0.9),
         }
         for name, call in calls.items():
             ids = call()
             torch.cuda.synchronize() if device == "cuda" else None
-            if ids[bad_rows].tolist() != [0] * len(bad_rows) or int(ids.max()) >= vocab or int(ids.min()) < 0:
+            if (
+                ids[bad_rows].tolist() != [0] * len(bad_rows)
+                or int(ids.max()) >= vocab
+                or int(ids.min()) < 0
+            ):
                 failures.append(f"{name} {batch}x{vocab}: {ids[:3].tolist()}")
         for name, out in {
             "top_k_renorm_probs": sgl_kernel.top_k_renorm_probs(probs, 50),

@@ -14,7 +14,8 @@ sys.modules[spec.name] = lint  # dataclasses look their module up
 spec.loader.exec_module(lint)
 
 pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("torchada") is None, reason="torchada (PyPI) is needed for its porting rules"
+    importlib.util.find_spec("torchada") is None,
+    reason="torchada (PyPI) is needed for its porting rules",
 )
 
 
@@ -62,13 +63,17 @@ def test_cuda_namespace_inside_a_cuda_version_branch_is_not_compiled_by_mcc(stag
         "#if CUDA_VERSION >= 12090\n#else\nusing Bad = cuda::minimum<>;\n#endif\n"
     )
     findings = lint.lint_sources(tree, lint.load_torchada_rules())
-    assert [(f.path, f.line, f.rule) for f in findings] == [("csrc/guarded.cu", 8, "cuda-namespace")]
+    assert [(f.path, f.line, f.rule) for f in findings] == [
+        ("csrc/guarded.cu", 8, "cuda-namespace")
+    ]
 
 
 def test_an_nvcc_only_flag_in_the_musa_flags_is_found(monkeypatch):
     setup_musa = lint.load_setup_musa()
     assert lint.lint_flags(setup_musa) == []
-    monkeypatch.setattr(setup_musa, "MCC_FLAGS", setup_musa.MCC_FLAGS + ["--expt-relaxed-constexpr"])
+    monkeypatch.setattr(
+        setup_musa, "MCC_FLAGS", setup_musa.MCC_FLAGS + ["--expt-relaxed-constexpr"]
+    )
     assert [f.rule for f in lint.lint_flags(setup_musa)] == ["nvcc-flag"]
 
 

@@ -8,11 +8,12 @@ visible; GPU runs use the acceptance sizes (1000 trials over batch {1, 99, 989} 
 import re
 
 import pytest
-import sgl_kernel
 import torch
-from sgl_kernel import sampling_reference as ref
-from sampling_testing import assert_matches_distribution, is_gpu
 from torch.utils._python_dispatch import TorchDispatchMode
+
+import sgl_kernel
+from sampling_testing import assert_matches_distribution, is_gpu
+from sgl_kernel import sampling_reference as ref
 
 TOP_K_ALL = 1 << 30  # what SGLang passes for top_k = -1
 
@@ -58,15 +59,21 @@ SAMPLERS = {
     ),
     "top_k": (
         lambda probs, k, p, m, **kw: sgl_kernel.top_k_sampling_from_probs(probs, k, **kw),
-        lambda probs, k, p, m: _weights(probs, ref.top_k_keep(probs, _rows(k, len(probs), torch.int32).to(probs.device))),
+        lambda probs, k, p, m: _weights(
+            probs, ref.top_k_keep(probs, _rows(k, len(probs), torch.int32).to(probs.device))
+        ),
     ),
     "top_p": (
         lambda probs, k, p, m, **kw: sgl_kernel.top_p_sampling_from_probs(probs, p, **kw),
-        lambda probs, k, p, m: _weights(probs, ref.top_p_keep(probs, _rows(p, len(probs), torch.float32).to(probs.device))),
+        lambda probs, k, p, m: _weights(
+            probs, ref.top_p_keep(probs, _rows(p, len(probs), torch.float32).to(probs.device))
+        ),
     ),
     "min_p": (
         lambda probs, k, p, m, **kw: sgl_kernel.min_p_sampling_from_probs(probs, m, **kw),
-        lambda probs, k, p, m: _weights(probs, ref.min_p_keep(probs, _rows(m, len(probs), torch.float32).to(probs.device))),
+        lambda probs, k, p, m: _weights(
+            probs, ref.min_p_keep(probs, _rows(m, len(probs), torch.float32).to(probs.device))
+        ),
     ),
     "joint": (
         lambda probs, k, p, m, **kw: sgl_kernel.top_k_top_p_sampling_from_probs(
@@ -144,16 +151,26 @@ def _matches(arg_type: str, value) -> bool:
 
 
 WRAPPER_CALLS = {
-    "top_k_renorm_probs": lambda P, K, Pp, M, I, g: sgl_kernel.top_k_renorm_probs(P, K),
-    "top_p_renorm_probs": lambda P, K, Pp, M, I, g: sgl_kernel.top_p_renorm_probs(P, Pp),
-    "top_k_mask_logits": lambda P, K, Pp, M, I, g: sgl_kernel.top_k_mask_logits(P, K),
-    "sampling_from_probs": lambda P, K, Pp, M, I, g: sgl_kernel.sampling_from_probs(P, I, generator=g),
-    "top_k_sampling_from_probs": lambda P, K, Pp, M, I, g: sgl_kernel.top_k_sampling_from_probs(P, K, I, generator=g),
-    "top_p_sampling_from_probs": lambda P, K, Pp, M, I, g: sgl_kernel.top_p_sampling_from_probs(P, Pp, I, generator=g),
-    "top_k_top_p_sampling_from_probs": lambda P, K, Pp, M, I, g: sgl_kernel.top_k_top_p_sampling_from_probs(
-        P, K, Pp, I, filter_apply_order="joint", generator=g
+    "top_k_renorm_probs": lambda probs, k, p, m, idx, g: sgl_kernel.top_k_renorm_probs(probs, k),
+    "top_p_renorm_probs": lambda probs, k, p, m, idx, g: sgl_kernel.top_p_renorm_probs(probs, p),
+    "top_k_mask_logits": lambda probs, k, p, m, idx, g: sgl_kernel.top_k_mask_logits(probs, k),
+    "sampling_from_probs": lambda probs, k, p, m, idx, g: sgl_kernel.sampling_from_probs(
+        probs, idx, generator=g
     ),
-    "min_p_sampling_from_probs": lambda P, K, Pp, M, I, g: sgl_kernel.min_p_sampling_from_probs(P, M, I, generator=g),
+    "top_k_sampling_from_probs": lambda probs, k, p, m, idx, g: (
+        sgl_kernel.top_k_sampling_from_probs(probs, k, idx, generator=g)
+    ),
+    "top_p_sampling_from_probs": lambda probs, k, p, m, idx, g: (
+        sgl_kernel.top_p_sampling_from_probs(probs, p, idx, generator=g)
+    ),
+    "top_k_top_p_sampling_from_probs": lambda probs, k, p, m, idx, g: (
+        sgl_kernel.top_k_top_p_sampling_from_probs(
+            probs, k, p, idx, filter_apply_order="joint", generator=g
+        )
+    ),
+    "min_p_sampling_from_probs": lambda probs, k, p, m, idx, g: (
+        sgl_kernel.min_p_sampling_from_probs(probs, m, idx, generator=g)
+    ),
 }
 
 
@@ -253,7 +270,10 @@ def test_renorm_ops_match_the_exact_filter(device, vocab):
     p = _unambiguous_top_p(probs, 0)
     cases = [
         (sgl_kernel.top_k_renorm_probs(probs, k), _brute_force_or_ref_keep(probs, k=k)),
-        (sgl_kernel.top_k_renorm_probs(probs, 5), _brute_force_or_ref_keep(probs, k=torch.full((64,), 5))),
+        (
+            sgl_kernel.top_k_renorm_probs(probs, 5),
+            _brute_force_or_ref_keep(probs, k=torch.full((64,), 5)),
+        ),
         (sgl_kernel.top_p_renorm_probs(probs, p), _brute_force_or_ref_keep(probs, p=p)),
         (sgl_kernel.top_p_renorm_probs(probs, 1.0), torch.ones_like(probs, dtype=torch.bool)),
     ]
@@ -267,7 +287,9 @@ def _brute_force_or_ref_keep(probs, k=None, p=None):
     # The O(vocab^2) brute force is only affordable for small vocabularies; the
     # reference is itself checked against it above.
     if probs.size(1) <= 200:
-        return _brute_force_keep(probs.cpu(), k=None if k is None else k.cpu(), p=None if p is None else p.cpu())
+        return _brute_force_keep(
+            probs.cpu(), k=None if k is None else k.cpu(), p=None if p is None else p.cpu()
+        )
     keep = torch.ones_like(probs, dtype=torch.bool)
     if k is not None:
         keep &= ref.top_k_keep(probs, k.to(probs.device))
@@ -338,7 +360,9 @@ def test_sample_frequencies_match_the_filtered_distribution(device, name, determ
     # One probability row drawn `draws` times through `indices`: a single launch.
     indices = torch.zeros(draws, dtype=torch.int32, device=device)
     gen = torch.Generator(device=device).manual_seed(2024)
-    ids = SAMPLERS[name][0](probs, k, p, m, indices=indices, generator=gen, deterministic=deterministic)
+    ids = SAMPLERS[name][0](
+        probs, k, p, m, indices=indices, generator=gen, deterministic=deterministic
+    )
     assert ids.shape == (draws,) and ids.dtype == torch.int32
     expected = SAMPLERS[name][1](probs, k, p, m)[0]
     assert_matches_distribution(ids, expected, f"{name} deterministic={deterministic}")
@@ -384,11 +408,17 @@ def test_no_filtering_parameters_equal_plain_sampling(device):
     for k, p in [(700, 1.0), (TOP_K_ALL, 1.0), (10**6, 1.0)]:
         for name in ("top_k", "joint", "top_k_first"):
             assert torch.equal(SAMPLERS[name][1](probs, k, p, 0.0) > 0, expect > 0)
-        assert torch.allclose(sgl_kernel.top_k_renorm_probs(probs, k), probs / probs.sum(-1, keepdim=True), atol=1e-6)
-        assert torch.allclose(sgl_kernel.top_p_renorm_probs(probs, p), probs / probs.sum(-1, keepdim=True), atol=1e-6)
+        assert torch.allclose(
+            sgl_kernel.top_k_renorm_probs(probs, k), probs / probs.sum(-1, keepdim=True), atol=1e-6
+        )
+        assert torch.allclose(
+            sgl_kernel.top_p_renorm_probs(probs, p), probs / probs.sum(-1, keepdim=True), atol=1e-6
+        )
     # k >= vocab through a per-row array too
     k_rows = torch.full((300,), TOP_K_ALL, dtype=torch.int32, device=device)
-    assert torch.allclose(sgl_kernel.top_k_renorm_probs(probs, k_rows), probs / probs.sum(-1, keepdim=True), atol=1e-6)
+    assert torch.allclose(
+        sgl_kernel.top_k_renorm_probs(probs, k_rows), probs / probs.sum(-1, keepdim=True), atol=1e-6
+    )
 
 
 def test_top_k_one_and_tiny_top_p_pick_the_most_likely_token(device):
@@ -417,7 +447,9 @@ def test_rows_without_positive_probability_have_a_defined_result(device):
     renormed_p = sgl_kernel.top_p_renorm_probs(probs, 0.9)
     for renormed in (renormed_k, renormed_p):
         assert torch.equal(renormed[[1, 3]], torch.zeros_like(renormed[[1, 3]]))
-        torch.testing.assert_close(renormed[[0, 2, 5]].sum(-1).double().cpu(), torch.ones(3, dtype=torch.float64))
+        torch.testing.assert_close(
+            renormed[[0, 2, 5]].sum(-1).double().cpu(), torch.ones(3, dtype=torch.float64)
+        )
     masked = sgl_kernel.top_k_mask_logits(torch.log(probs), 50)
     assert bool((masked[3] == float("-inf")).all())
 
@@ -429,29 +461,96 @@ def _bad_calls(device):
     P = make_probs(4, 10, device)
     i32 = dict(dtype=torch.int32, device=device)
     cases = [
-        (lambda: sgl_kernel.top_p_sampling_from_probs(P.double(), 0.9), r"probs must be float32, got float64"),
-        (lambda: sgl_kernel.top_p_sampling_from_probs(P[0], 0.9), r"probs must be 2-D \(batch, vocab\)"),
+        (
+            lambda: sgl_kernel.top_p_sampling_from_probs(P.double(), 0.9),
+            r"probs must be float32, got float64",
+        ),
+        (
+            lambda: sgl_kernel.top_p_sampling_from_probs(P[0], 0.9),
+            r"probs must be 2-D \(batch, vocab\)",
+        ),
         (lambda: sgl_kernel.top_p_renorm_probs(P.t(), 0.9), r"probs must be contiguous"),
         (lambda: sgl_kernel.top_k_renorm_probs(P[:, :0], 3), r"probs must have vocab size >= 1"),
-        (lambda: sgl_kernel.top_p_sampling_from_probs(P, 0.0), r"top_p_val must be in \(0, 1\], got 0"),
+        (
+            lambda: sgl_kernel.top_p_sampling_from_probs(P, 0.0),
+            r"top_p_val must be in \(0, 1\], got 0",
+        ),
         (lambda: sgl_kernel.top_p_renorm_probs(P, 1.5), r"top_p_val must be in \(0, 1\], got 1.5"),
         (lambda: sgl_kernel.top_k_sampling_from_probs(P, 0), r"top_k_val must be an integer >= 1"),
         (lambda: sgl_kernel.top_k_mask_logits(P, -1), r"top_k_val must be an integer >= 1"),
-        (lambda: sgl_kernel.top_k_top_p_sampling_from_probs(P, 2.5, 0.9, filter_apply_order="joint"), r"top_k_val must be an integer >= 1"),
+        (
+            lambda: sgl_kernel.top_k_top_p_sampling_from_probs(
+                P, 2.5, 0.9, filter_apply_order="joint"
+            ),
+            r"top_k_val must be an integer >= 1",
+        ),
         (lambda: sgl_kernel.top_k_renorm_probs(P, 2.5), r"top_k must be an integer, got 2.5"),
-        (lambda: sgl_kernel.min_p_sampling_from_probs(P, -0.1), r"min_p_val must be in \[0, 1\], got -0.1"),
-        (lambda: sgl_kernel.top_k_sampling_from_probs(P, torch.ones(4, dtype=torch.int64, device=device)), r"maybe_top_k_arr must be int32, got int64"),
-        (lambda: sgl_kernel.top_p_sampling_from_probs(P, torch.ones(3, device=device)), r"maybe_top_p_arr must be 1-D of length 4, got shape \[3\]"),
-        (lambda: sgl_kernel.min_p_sampling_from_probs(P, torch.ones(4, 1, device=device)), r"maybe_min_p_arr must be 1-D of length 4"),
-        (lambda: sgl_kernel.top_p_renorm_probs(P, torch.ones(4, dtype=torch.float64, device=device)), r"maybe_top_p_arr must be float32, got float64"),
-        (lambda: sgl_kernel.sampling_from_probs(P, torch.tensor([0, 4], **i32)), r"maybe_indices must lie in \[0, 4\), got values in \[0, 4\]"),
-        (lambda: sgl_kernel.sampling_from_probs(P, torch.tensor([-1, 2], **i32)), r"maybe_indices must lie in \[0, 4\), got values in \[-1, 2\]"),
-        (lambda: sgl_kernel.sampling_from_probs(P, torch.tensor([0, 1], device=device)), r"maybe_indices must be int32, got int64"),
-        (lambda: sgl_kernel.top_k_top_p_sampling_from_probs(P, 2, 0.9, filter_apply_order="top_p_first"), r"filter_apply_order must be 'top_k_first' or 'joint', got 'top_p_first'"),
-        (lambda: torch.ops.sgl_kernel.sampling_from_probs(P, torch.empty(3, **i32), None, True, None), r"output must be 1-D of length 4, got shape \[3\]"),
-        (lambda: torch.ops.sgl_kernel.sampling_from_probs(P, torch.empty(4, dtype=torch.int64, device=device), None, True, None), r"output must be int32, got int64"),
-        (lambda: torch.ops.sgl_kernel.top_k_renorm_probs(P, torch.empty(4, 9, device=device), None, 3), r"renorm_probs must have the input's shape \[4, 10\], got \[4, 9\]"),
-        (lambda: torch.ops.sgl_kernel.top_k_mask_logits(P, torch.empty(4, 10, dtype=torch.float16, device=device), None, 3), r"mask_logits must be float32, got float16"),
+        (
+            lambda: sgl_kernel.min_p_sampling_from_probs(P, -0.1),
+            r"min_p_val must be in \[0, 1\], got -0.1",
+        ),
+        (
+            lambda: sgl_kernel.top_k_sampling_from_probs(
+                P, torch.ones(4, dtype=torch.int64, device=device)
+            ),
+            r"maybe_top_k_arr must be int32, got int64",
+        ),
+        (
+            lambda: sgl_kernel.top_p_sampling_from_probs(P, torch.ones(3, device=device)),
+            r"maybe_top_p_arr must be 1-D of length 4, got shape \[3\]",
+        ),
+        (
+            lambda: sgl_kernel.min_p_sampling_from_probs(P, torch.ones(4, 1, device=device)),
+            r"maybe_min_p_arr must be 1-D of length 4",
+        ),
+        (
+            lambda: sgl_kernel.top_p_renorm_probs(
+                P, torch.ones(4, dtype=torch.float64, device=device)
+            ),
+            r"maybe_top_p_arr must be float32, got float64",
+        ),
+        (
+            lambda: sgl_kernel.sampling_from_probs(P, torch.tensor([0, 4], **i32)),
+            r"maybe_indices must lie in \[0, 4\), got values in \[0, 4\]",
+        ),
+        (
+            lambda: sgl_kernel.sampling_from_probs(P, torch.tensor([-1, 2], **i32)),
+            r"maybe_indices must lie in \[0, 4\), got values in \[-1, 2\]",
+        ),
+        (
+            lambda: sgl_kernel.sampling_from_probs(P, torch.tensor([0, 1], device=device)),
+            r"maybe_indices must be int32, got int64",
+        ),
+        (
+            lambda: sgl_kernel.top_k_top_p_sampling_from_probs(
+                P, 2, 0.9, filter_apply_order="top_p_first"
+            ),
+            r"filter_apply_order must be 'top_k_first' or 'joint', got 'top_p_first'",
+        ),
+        (
+            lambda: torch.ops.sgl_kernel.sampling_from_probs(
+                P, torch.empty(3, **i32), None, True, None
+            ),
+            r"output must be 1-D of length 4, got shape \[3\]",
+        ),
+        (
+            lambda: torch.ops.sgl_kernel.sampling_from_probs(
+                P, torch.empty(4, dtype=torch.int64, device=device), None, True, None
+            ),
+            r"output must be int32, got int64",
+        ),
+        (
+            lambda: torch.ops.sgl_kernel.top_k_renorm_probs(
+                P, torch.empty(4, 9, device=device), None, 3
+            ),
+            r"renorm_probs must have the input's shape \[4, 10\], got \[4, 9\]",
+        ),
+        (
+            lambda: torch.ops.sgl_kernel.top_k_mask_logits(
+                P, torch.empty(4, 10, dtype=torch.float16, device=device), None, 3
+            ),
+            r"mask_logits must be float32, got float16",
+        ),
     ]
     return cases
 
@@ -459,9 +558,20 @@ def _bad_calls(device):
 def _cross_device_calls(device):
     P = make_probs(4, 10, device)
     return [
-        (lambda: sgl_kernel.top_p_sampling_from_probs(P, torch.ones(4)), r"maybe_top_p_arr must be on the same device as the probabilities \(cuda:0\), got cpu"),
-        (lambda: torch.ops.sgl_kernel.sampling_from_probs(P, torch.empty(4, dtype=torch.int32), None, True, None), r"output must be on the same device as the probabilities"),
-        (lambda: sgl_kernel.top_p_sampling_from_probs(P, 0.9, generator=torch.Generator()), r"[Gg]enerator"),
+        (
+            lambda: sgl_kernel.top_p_sampling_from_probs(P, torch.ones(4)),
+            r"maybe_top_p_arr must be on the same device as the probabilities \(cuda:0\), got cpu",
+        ),
+        (
+            lambda: torch.ops.sgl_kernel.sampling_from_probs(
+                P, torch.empty(4, dtype=torch.int32), None, True, None
+            ),
+            r"output must be on the same device as the probabilities",
+        ),
+        (
+            lambda: sgl_kernel.top_p_sampling_from_probs(P, 0.9, generator=torch.Generator()),
+            r"[Gg]enerator",
+        ),
     ]
 
 

@@ -17,7 +17,9 @@ REPO = KERNEL_DIR.parent
 
 
 def load_setup_musa():
-    spec = importlib.util.spec_from_file_location("setup_musa_under_test", KERNEL_DIR / "setup_musa.py")
+    spec = importlib.util.spec_from_file_location(
+        "setup_musa_under_test", KERNEL_DIR / "setup_musa.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -29,7 +31,9 @@ def sm():
 
 
 def tracked_tree_digest():
-    files = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True).stdout
+    files = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True
+    ).stdout
     digest = hashlib.sha256()
     for name in sorted(f for f in files.decode().split("\0") if f):
         path = REPO / name
@@ -38,14 +42,20 @@ def tracked_tree_digest():
     return digest.hexdigest()
 
 
-@pytest.mark.parametrize("env, arch", [({}, "mp_31"), ({"MTGPU_TARGET": "mp_31"}, "mp_31"), ({"MTGPU_TARGET": "mp_22"}, "mp_22")])
+@pytest.mark.parametrize(
+    "env, arch",
+    [({}, "mp_31"), ({"MTGPU_TARGET": "mp_31"}, "mp_31"), ({"MTGPU_TARGET": "mp_22"}, "mp_22")],
+)
 def test_musa_arch_selection(sm, env, arch):
     assert sm.musa_arch(env) == arch
 
 
 @pytest.mark.parametrize("target", ["mp_21", "sm_90", ""])
 def test_unsupported_musa_arch_is_a_clear_error(sm, target):
-    with pytest.raises(sm.BuildError, match=rf"MTGPU_TARGET='{target}' is not supported; use one of: mp_31 \(MTT S5000\), mp_22 \(MTT S4000\)"):
+    with pytest.raises(
+        sm.BuildError,
+        match=rf"MTGPU_TARGET='{target}' is not supported; use one of: mp_31 \(MTT S5000\), mp_22 \(MTT S4000\)",
+    ):
         sm.musa_arch({"MTGPU_TARGET": target})
 
 
@@ -135,12 +145,16 @@ def test_a_wheel_with_the_wrong_checksum_is_refused(isolated_stage, tmp_path):
     (tmp_path / ".cache").mkdir()
     with zipfile.ZipFile(tmp_path / ".cache" / sm.FLASHINFER_WHEEL, "w") as zf:
         zf.writestr("flashinfer/data/include/flashinfer/sampling.cuh", "tampered")
-    with pytest.raises(sm.BuildError, match=rf"has sha256 [0-9a-f]{{64}}, expected {sm.FLASHINFER_SHA256}"):
+    with pytest.raises(
+        sm.BuildError, match=rf"has sha256 [0-9a-f]{{64}}, expected {sm.FLASHINFER_SHA256}"
+    ):
         sm.stage_flashinfer({})
     assert not (tmp_path / "flashinfer").exists()
 
 
-def test_a_patch_that_does_not_apply_leaves_no_half_staged_tree(isolated_stage, monkeypatch, tmp_path):
+def test_a_patch_that_does_not_apply_leaves_no_half_staged_tree(
+    isolated_stage, monkeypatch, tmp_path
+):
     sm = isolated_stage
     patches = tmp_path / "patches"
     patches.mkdir()
@@ -159,5 +173,8 @@ def test_a_failed_download_says_what_to_do(isolated_stage, monkeypatch):
     sm = isolated_stage
     failed = types.SimpleNamespace(returncode=1, stderr="ERROR: No matching distribution found")
     monkeypatch.setattr(sm.subprocess, "run", lambda *a, **k: failed)
-    with pytest.raises(sm.BuildError, match="(?s)could not download .*No matching distribution.*FLASHINFER_SOURCE_DIR"):
+    with pytest.raises(
+        sm.BuildError,
+        match="(?s)could not download .*No matching distribution.*FLASHINFER_SOURCE_DIR",
+    ):
         sm.stage_flashinfer({})

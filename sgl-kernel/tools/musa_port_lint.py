@@ -57,11 +57,16 @@ NVCC_ONLY_FLAG_PREFIXES = (
 LINE_RULES = {
     # name: (regex on a ported line, applies to our sources only?)
     "plain-asm": (re.compile(r"\b(asm|__asm__)\s*\((?!\s*\))"), False),
-    "dispatch-key": (re.compile(r"TORCH_LIBRARY_IMPL\s*\(\s*\w+\s*,\s*CUDA\s*,|DispatchKey::CUDA\b"), False),
+    "dispatch-key": (
+        re.compile(r"TORCH_LIBRARY_IMPL\s*\(\s*\w+\s*,\s*CUDA\s*,|DispatchKey::CUDA\b"),
+        False,
+    ),
     "philox-member": (re.compile(r"\.philox_cuda_state\b"), False),
     "dead-ptx": (re.compile(r"if\(0\)\s*asm\s+volatile\s*\(.*\"=[a-z]"), True),
     "warp-32": (
-        re.compile(r"\b(WARP_SIZE|kWarpSize|warp_size)\s*=\s*32\b|[/%]\s*32\b|\b0xffffffff\b|__shfl\w*_sync"),
+        re.compile(
+            r"\b(WARP_SIZE|kWarpSize|warp_size)\s*=\s*32\b|[/%]\s*32\b|\b0xffffffff\b|__shfl\w*_sync"
+        ),
         True,
     ),
 }
@@ -91,7 +96,9 @@ def load_torchada_rules() -> list[tuple[str, str]]:
     """torchada's mapping rules, longest key first, as its porter applies them."""
     spec = importlib.util.find_spec("torchada")  # locates the package without running it
     if spec is None or not spec.submodule_search_locations:
-        raise SystemExit("musa_port_lint: torchada is not installed (pip install 'torchada>=0.1.56')")
+        raise SystemExit(
+            "musa_port_lint: torchada is not installed (pip install 'torchada>=0.1.56')"
+        )
     mappings = Path(list(spec.submodule_search_locations)[0]) / "_mappings"
     pkg = importlib.util.spec_from_file_location(
         "_torchada_mappings", mappings / "__init__.py", submodule_search_locations=[str(mappings)]
@@ -164,7 +171,9 @@ def run(stage_dir: Path) -> list[Finding]:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--keep", type=Path, help="stage into this directory and keep it")
     args = parser.parse_args(argv)
     if args.keep:

@@ -13,9 +13,9 @@ import types
 
 import pytest
 import torch
-from sampling_testing import assert_matches_distribution, is_gpu
 
 import sglang.srt.layers.sampler as sampler_module
+from sampling_testing import assert_matches_distribution, is_gpu
 from sglang.srt.layers.logits_processor import LogitsProcessorOutput
 from sglang.srt.layers.sampler import Sampler, resolve_sampling_backend
 from sglang.srt.sampling.sampling_batch_info import SamplingBatchInfo
@@ -47,7 +47,15 @@ def run(backend, device, logits_row, params, n, positions=None, **forward_kw):
     logits = logits_row.to(device).repeat(n, 1)
     info = SamplingBatchInfo.from_sampling_params([params] * n, device)
     out = LogitsProcessorOutput(next_token_logits=logits)
-    ids = Sampler(backend)(out, info, forward_kw.pop("return_logprob", False), [0] * n, [None] * n, positions=positions, **forward_kw)
+    ids = Sampler(backend)(
+        out,
+        info,
+        forward_kw.pop("return_logprob", False),
+        [0] * n,
+        [None] * n,
+        positions=positions,
+        **forward_kw,
+    )
     return ids, out
 
 
@@ -73,7 +81,11 @@ def expected_distribution(logits_row, params: SamplingParams, backend: str):
     p = torch.softmax(logits_row.double() / params.temperature, dim=-1)
     if params.top_k == 1:
         return torch.nn.functional.one_hot(p.argmax(), p.numel()).double()
-    keep_k = ref_keep("top_k", p, params.top_k) if params.top_k < TOP_K_ALL else torch.ones_like(p, dtype=torch.bool)
+    keep_k = (
+        ref_keep("top_k", p, params.top_k)
+        if params.top_k < TOP_K_ALL
+        else torch.ones_like(p, dtype=torch.bool)
+    )
     if params.min_p > 0 and backend == "flashinfer":
         # kernel path: renormalise after top-k, then after top-p, then min-p
         p = torch.where(keep_k, p, 0.0)
@@ -108,7 +120,9 @@ def test_token_frequencies_match_the_filtered_distribution(backend, path, device
     torch.manual_seed(1234)
     ids, _ = run(backend, device, logits, PATHS[path], n)
     assert ids.dtype == torch.int32 and ids.shape == (n,)
-    assert_matches_distribution(ids, expected_distribution(logits, PATHS[path], backend), f"{backend}/{path}")
+    assert_matches_distribution(
+        ids, expected_distribution(logits, PATHS[path], backend), f"{backend}/{path}"
+    )
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -116,10 +130,14 @@ def test_greedy_batches_and_greedy_rows_take_the_argmax(backend, device):
     g = torch.Generator().manual_seed(3)
     logits = (torch.randn(64, 500, generator=g) * 3).to(device)
     greedy = SamplingParams(temperature=0.0)
-    params = [greedy if i % 3 == 0 else SamplingParams(temperature=1.5, top_p=0.9) for i in range(64)]
+    params = [
+        greedy if i % 3 == 0 else SamplingParams(temperature=1.5, top_p=0.9) for i in range(64)
+    ]
     for batch in ([greedy] * 64, params):
         info = SamplingBatchInfo.from_sampling_params(batch, device)
-        ids = Sampler(backend)(LogitsProcessorOutput(logits.clone()), info, False, [0] * 64, [None] * 64)
+        ids = Sampler(backend)(
+            LogitsProcessorOutput(logits.clone()), info, False, [0] * 64, [None] * 64
+        )
         rows = [i for i, p in enumerate(batch) if p.is_greedy]
         assert ids[rows].tolist() == logits.argmax(-1)[rows].tolist()
     assert SamplingBatchInfo.from_sampling_params([greedy] * 2, device).is_all_greedy
@@ -129,24 +147,34 @@ def test_greedy_batches_and_greedy_rows_take_the_argmax(backend, device):
 def test_logprobs_are_the_temperature_scaled_log_softmax(backend, device):
     g = torch.Generator().manual_seed(4)
     logits = (torch.randn(6, 300, generator=g) * 2).to(device)
-    params = [SamplingParams(temperature=t, top_k=k) for t, k in [(0.7, 20), (1.0, -1), (0.0, -1), (2.0, 5), (1.0, 50), (0.3, -1)]]
+    params = [
+        SamplingParams(temperature=t, top_k=k)
+        for t, k in [(0.7, 20), (1.0, -1), (0.0, -1), (2.0, 5), (1.0, 50), (0.3, -1)]
+    ]
     info = SamplingBatchInfo.from_sampling_params(params, device)
     out = LogitsProcessorOutput(logits.clone())
     top_nums = [0, 3, 5, 1, 0, 2]
     wanted = [None, [7, 9], None, [0], [299, 1, 2], None]
     ids = Sampler(backend)(out, info, True, top_nums, wanted)
     expect = torch.log_softmax(logits / info.temperatures, dim=-1)
-    torch.testing.assert_close(out.next_token_logprobs, expect[torch.arange(6, device=device), ids.long()])
+    torch.testing.assert_close(
+        out.next_token_logprobs, expect[torch.arange(6, device=device), ids.long()]
+    )
     for row, n in enumerate(top_nums):
         vals, idx = expect[row].topk(n) if n else (torch.empty(0), torch.empty(0, dtype=torch.long))
         assert out.next_token_top_logprobs_idx[row] == idx.tolist()
-        torch.testing.assert_close(torch.tensor(out.next_token_top_logprobs_val[row]), vals.cpu(), check_dtype=False)
+        torch.testing.assert_close(
+            torch.tensor(out.next_token_top_logprobs_val[row]), vals.cpu(), check_dtype=False
+        )
     for row, ids_wanted in enumerate(wanted):
         if ids_wanted is None:
             assert out.next_token_token_ids_logprobs_val[row] is None
         else:
             assert out.next_token_token_ids_logprobs_idx[row] == ids_wanted
-            torch.testing.assert_close(torch.tensor(out.next_token_token_ids_logprobs_val[row]), expect[row, ids_wanted].cpu())
+            torch.testing.assert_close(
+                torch.tensor(out.next_token_token_ids_logprobs_val[row]),
+                expect[row, ids_wanted].cpu(),
+            )
 
 
 def test_all_greedy_logprobs_are_the_log_softmax(device):
@@ -155,7 +183,9 @@ def test_all_greedy_logprobs_are_the_log_softmax(device):
     out = LogitsProcessorOutput(logits.clone())
     ids = Sampler("pytorch")(out, info, True, [2, 0, 1], [None] * 3)
     expect = torch.log_softmax(logits, -1)
-    torch.testing.assert_close(out.next_token_logprobs, expect.gather(1, ids.long().view(-1, 1)).view(-1))
+    torch.testing.assert_close(
+        out.next_token_logprobs, expect.gather(1, ids.long().view(-1, 1)).view(-1)
+    )
 
 
 # --------------------------------------------------------------------------- seeds
@@ -168,7 +198,9 @@ def test_same_seed_and_position_give_the_same_token_on_every_backend(backend, de
     pos = torch.arange(100, device=device)
     first, _ = run(backend, device, logits, params, 100, positions=pos)
     again, _ = run(backend, device, logits, params, 100, positions=pos)
-    other_backend = "pytorch" if backend == "flashinfer" else ("flashinfer" if sgl_kernel else "pytorch")
+    other_backend = (
+        "pytorch" if backend == "flashinfer" else ("flashinfer" if sgl_kernel else "pytorch")
+    )
     across, _ = run(other_backend, device, logits, params, 100, positions=pos)
     assert torch.equal(first, again) and torch.equal(first, across)
     assert len(set(first.tolist())) > 1, "different positions must give different draws"
@@ -183,7 +215,9 @@ def test_seeded_draws_follow_the_filtered_distribution(device):
     info = SamplingBatchInfo.from_sampling_params([params] * n, device)
     info.sampling_seed = torch.arange(n, dtype=torch.int64, device=device) * 7919 + 13
     out = LogitsProcessorOutput(logits.to(device).repeat(n, 1))
-    ids = Sampler("pytorch")(out, info, False, [0] * n, [None] * n, positions=torch.full((n,), 5, device=device))
+    ids = Sampler("pytorch")(
+        out, info, False, [0] * n, [None] * n, positions=torch.full((n,), 5, device=device)
+    )
     assert_matches_distribution(ids, expected_distribution(logits, params, "pytorch"), "seeded")
 
 
@@ -194,7 +228,11 @@ def test_unseeded_requests_in_a_seeded_batch_stay_random(device):
     for _ in range(2):
         info = SamplingBatchInfo.from_sampling_params(batch, device)
         out = LogitsProcessorOutput(logits.to(device).repeat(len(batch), 1))
-        draws.append(Sampler("pytorch")(out, info, False, [0] * 201, [None] * 201, positions=torch.zeros(201, device=device)))
+        draws.append(
+            Sampler("pytorch")(
+                out, info, False, [0] * 201, [None] * 201, positions=torch.zeros(201, device=device)
+            )
+        )
     assert draws[0][0] == draws[1][0]
     assert not torch.equal(draws[0][1:], draws[1][1:])
 
@@ -213,7 +251,9 @@ def test_nan_logits_without_detection_give_token_zero_not_a_crash(backend, devic
     logits = torch.randn(4, 30)
     logits[2] = float("nan")
     info = SamplingBatchInfo.from_sampling_params([SamplingParams(top_p=0.9)] * 4, device)
-    ids = Sampler(backend)(LogitsProcessorOutput(logits.to(device)), info, False, [0] * 4, [None] * 4)
+    ids = Sampler(backend)(
+        LogitsProcessorOutput(logits.to(device)), info, False, [0] * 4, [None] * 4
+    )
     assert ids[2] == 0 and bool((ids >= 0).all()) and bool((ids < 30).all())
 
 
@@ -226,7 +266,9 @@ def test_nan_detection_replaces_nan_and_warns(backend, device, monkeypatch, capl
     logits[0, 7] = float("nan")
     info = SamplingBatchInfo.from_sampling_params([SamplingParams(top_k=3)] * 2, device)
     with caplog.at_level(logging.WARNING):
-        ids = Sampler(backend)(LogitsProcessorOutput(logits.to(device)), info, False, [0] * 2, [None] * 2)
+        ids = Sampler(backend)(
+            LogitsProcessorOutput(logits.to(device)), info, False, [0] * 2, [None] * 2
+        )
     assert ids[0] == 5  # the NaN became -1e5, so token 5 dominates
     assert "NaN in the logits" in caplog.text
 
@@ -238,7 +280,9 @@ def test_nan_detection_raises_in_ci(device, monkeypatch):
     logits[1, 1] = float("nan")
     info = SamplingBatchInfo.from_sampling_params([SamplingParams()] * 2, device)
     with pytest.raises(ValueError, match="NaN in the logits"):
-        Sampler("pytorch")(LogitsProcessorOutput(logits.to(device)), info, False, [0] * 2, [None] * 2)
+        Sampler("pytorch")(
+            LogitsProcessorOutput(logits.to(device)), info, False, [0] * 2, [None] * 2
+        )
 
 
 def test_a_malformed_boolean_environment_variable_is_named(monkeypatch):
@@ -270,17 +314,29 @@ def test_invalid_sampling_params_name_field_value_and_range(kwargs, message):
 
 
 def test_sampling_params_normalisation():
-    assert (SamplingParams(temperature=1e-7).temperature, SamplingParams(temperature=1e-7).top_k) == (1.0, 1)
+    assert (
+        SamplingParams(temperature=1e-7).temperature,
+        SamplingParams(temperature=1e-7).top_k,
+    ) == (1.0, 1)
     assert SamplingParams(top_k=-1).top_k == TOP_K_ALL
-    info = SamplingBatchInfo.from_sampling_params([SamplingParams(top_k=5), SamplingParams(min_p=0.2)], "cpu")
-    assert (info.need_top_k_sampling, info.need_top_p_sampling, info.need_min_p_sampling) == (True, False, True)
+    info = SamplingBatchInfo.from_sampling_params(
+        [SamplingParams(top_k=5), SamplingParams(min_p=0.2)], "cpu"
+    )
+    assert (info.need_top_k_sampling, info.need_top_p_sampling, info.need_min_p_sampling) == (
+        True,
+        False,
+        True,
+    )
     assert info.temperatures.shape == (2, 1) and info.top_ks.dtype == torch.int32
     with pytest.raises(ValueError, match="at least one request"):
         SamplingBatchInfo.from_sampling_params([], "cpu")
 
 
 def test_unknown_backend_is_a_clear_error():
-    with pytest.raises(ValueError, match=r"sampling backend must be one of \('flashinfer', 'pytorch'\), got 'triton'"):
+    with pytest.raises(
+        ValueError,
+        match=r"sampling backend must be one of \('flashinfer', 'pytorch'\), got 'triton'",
+    ):
         Sampler("triton")
 
 
@@ -318,24 +374,45 @@ def test_musa_branch_imports_and_calls_the_sgl_kernel_ops(monkeypatch):
     try:
         assert common.is_musa() and not common.is_cuda()
         musa_sampler = importlib.reload(sampler_module)
-        for name in ("min_p_sampling_from_probs", "top_k_renorm_prob", "top_p_renorm_prob",
-                     "top_k_top_p_sampling_from_probs", "sampling_from_probs"):
+        for name in (
+            "min_p_sampling_from_probs",
+            "top_k_renorm_prob",
+            "top_p_renorm_prob",
+            "top_k_top_p_sampling_from_probs",
+            "sampling_from_probs",
+        ):
             assert getattr(musa_sampler, name) is getattr(sgl_kernel, name), name
-        assert musa_sampler.resolve_sampling_backend(None, types.SimpleNamespace(type="musa")) == "flashinfer"
+        assert (
+            musa_sampler.resolve_sampling_backend(None, types.SimpleNamespace(type="musa"))
+            == "flashinfer"
+        )
 
         called = []
-        for name in ("top_k_top_p_sampling_from_probs", "min_p_sampling_from_probs", "top_k_renorm_prob"):
+        for name in (
+            "top_k_top_p_sampling_from_probs",
+            "min_p_sampling_from_probs",
+            "top_k_renorm_prob",
+        ):
             real = getattr(musa_sampler, name)
-            monkeypatch.setattr(musa_sampler, name, lambda *a, _r=real, _n=name, **k: called.append(_n) or _r(*a, **k))
+            monkeypatch.setattr(
+                musa_sampler,
+                name,
+                lambda *a, _r=real, _n=name, **k: called.append(_n) or _r(*a, **k),
+            )
         monkeypatch.setattr(
-            musa_sampler, "top_k_top_p_min_p_sampling_from_probs_torch",
+            musa_sampler,
+            "top_k_top_p_min_p_sampling_from_probs_torch",
             lambda *a, **k: pytest.fail("the sort-based pytorch path was used"),
         )
         logits = torch.randn(4, 50)
-        for params, op in [(SamplingParams(top_k=5, top_p=0.9), "top_k_top_p_sampling_from_probs"),
-                           (SamplingParams(top_k=5, min_p=0.1), "min_p_sampling_from_probs")]:
+        for params, op in [
+            (SamplingParams(top_k=5, top_p=0.9), "top_k_top_p_sampling_from_probs"),
+            (SamplingParams(top_k=5, min_p=0.1), "min_p_sampling_from_probs"),
+        ]:
             info = SamplingBatchInfo.from_sampling_params([params] * 4, "cpu")
-            ids = musa_sampler.Sampler("flashinfer")(LogitsProcessorOutput(logits.clone()), info, False, [0] * 4, [None] * 4)
+            ids = musa_sampler.Sampler("flashinfer")(
+                LogitsProcessorOutput(logits.clone()), info, False, [0] * 4, [None] * 4
+            )
             assert ids.shape == (4,) and op in called
         assert "top_k_renorm_prob" in called
     finally:

@@ -34,17 +34,28 @@ constexpr uint64_t kSinglePassDrawsPerRow = 1;
 // torch's Python spelling of a dtype (float32, int64, ...), as users write it.
 std::string dtype_name(at::ScalarType t) {
   switch (t) {
-    case at::kFloat: return "float32";
-    case at::kDouble: return "float64";
-    case at::kHalf: return "float16";
-    case at::kBFloat16: return "bfloat16";
-    case at::kInt: return "int32";
-    case at::kLong: return "int64";
-    case at::kShort: return "int16";
-    case at::kChar: return "int8";
-    case at::kByte: return "uint8";
-    case at::kBool: return "bool";
-    default: return c10::toString(t);
+    case at::kFloat:
+      return "float32";
+    case at::kDouble:
+      return "float64";
+    case at::kHalf:
+      return "float16";
+    case at::kBFloat16:
+      return "bfloat16";
+    case at::kInt:
+      return "int32";
+    case at::kLong:
+      return "int64";
+    case at::kShort:
+      return "int16";
+    case at::kChar:
+      return "int8";
+    case at::kByte:
+      return "uint8";
+    case at::kBool:
+      return "bool";
+    default:
+      return c10::toString(t);
   }
 }
 
@@ -73,8 +84,10 @@ void check_gpu_matrix(const char* op, const char* name, const at::Tensor& t) {
   TORCH_CHECK(!t.is_cpu(), op, ": ", name, " must be on the GPU, got device ", t.device().str());
   TORCH_CHECK(t.scalar_type() == at::kFloat, op, ": ", name, " must be float32, got ",
               dtype_name(t.scalar_type()));
-  TORCH_CHECK(t.dim() == 2, op, ": ", name, " must be 2-D (batch, vocab), got shape ", shape_str(t.sizes()));
-  TORCH_CHECK(t.size(1) > 0, op, ": ", name, " must have vocab size >= 1, got shape ", shape_str(t.sizes()));
+  TORCH_CHECK(t.dim() == 2, op, ": ", name, " must be 2-D (batch, vocab), got shape ",
+              shape_str(t.sizes()));
+  TORCH_CHECK(t.size(1) > 0, op, ": ", name, " must have vocab size >= 1, got shape ",
+              shape_str(t.sizes()));
   TORCH_CHECK(t.is_contiguous(), op, ": ", name, " must be contiguous");
   // The kernels index rows as uint32 row * vocab.
   TORCH_CHECK(t.numel() <= std::numeric_limits<uint32_t>::max(), op, ": ", name,
@@ -84,8 +97,8 @@ void check_gpu_matrix(const char* op, const char* name, const at::Tensor& t) {
 void check_same_device(const char* op, const char* name, const at::Tensor& t,
                        const at::Tensor& probs) {
   TORCH_CHECK(t.device() == probs.device(), op, ": ", name,
-              " must be on the same device as the probabilities (", probs.device().str(),
-              "), got ", t.device().str());
+              " must be on the same device as the probabilities (", probs.device().str(), "), got ",
+              t.device().str());
 }
 
 // A written output of the same shape as the input matrix (renorm and masking).
@@ -159,7 +172,8 @@ SamplingIO check_sampling_io(const char* op, const at::Tensor& probs, const at::
     check_same_device(op, "maybe_indices", idx, probs);
     TORCH_CHECK(idx.scalar_type() == at::kInt, op, ": maybe_indices must be int32, got ",
                 dtype_name(idx.scalar_type()));
-    TORCH_CHECK(idx.dim() == 1, op, ": maybe_indices must be 1-D, got shape ", shape_str(idx.sizes()));
+    TORCH_CHECK(idx.dim() == 1, op, ": maybe_indices must be 1-D, got shape ",
+                shape_str(idx.sizes()));
     TORCH_CHECK(idx.is_contiguous(), op, ": maybe_indices must be contiguous");
     rows = idx.size(0);
     if (rows > 0) {
@@ -167,15 +181,15 @@ SamplingIO check_sampling_io(const char* op, const at::Tensor& probs, const at::
       // range would otherwise be an illegal memory access.
       auto [lo, hi] = at::aminmax(idx);
       int64_t lo_v = lo.item<int64_t>(), hi_v = hi.item<int64_t>();
-      TORCH_CHECK(lo_v >= 0 && hi_v < probs.size(0), op,
-                  ": maybe_indices must lie in [0, ", int_str(probs.size(0)),
-                  "), got values in [", int_str(lo_v), ", ", int_str(hi_v), "]");
+      TORCH_CHECK(lo_v >= 0 && hi_v < probs.size(0), op, ": maybe_indices must lie in [0, ",
+                  int_str(probs.size(0)), "), got values in [", int_str(lo_v), ", ", int_str(hi_v),
+                  "]");
     }
     indices = idx.data_ptr<int32_t>();
   }
   check_vector(op, "output", output, at::kInt, rows, probs);
-  return {probs.data_ptr<float>(), output.data_ptr<int32_t>(), indices,
-          static_cast<uint32_t>(rows), static_cast<uint32_t>(probs.size(1))};
+  return {probs.data_ptr<float>(), output.data_ptr<int32_t>(), indices, static_cast<uint32_t>(rows),
+          static_cast<uint32_t>(probs.size(1))};
 }
 
 // Seed and offset for one launch, advancing the generator by `increment` under its lock.
@@ -217,10 +231,10 @@ void top_k_renorm_probs(at::Tensor probs, at::Tensor renorm_probs,
   if (probs.size(0) == 0) return;
   const c10::cuda::OptionalCUDAGuard guard(probs.device());
   const uint32_t vocab = probs.size(1);
-  check_launch(op, fi::TopKRenormProb<float, int32_t>(
-                       probs.data_ptr<float>(), renorm_probs.data_ptr<float>(), top_k_arr,
-                       probs.size(0), top_k_arr ? 0 : clamp_top_k(top_k_val, vocab), vocab,
-                       current_stream(probs)));
+  check_launch(
+      op, fi::TopKRenormProb<float, int32_t>(
+              probs.data_ptr<float>(), renorm_probs.data_ptr<float>(), top_k_arr, probs.size(0),
+              top_k_arr ? 0 : clamp_top_k(top_k_val, vocab), vocab, current_stream(probs)));
 }
 
 void top_p_renorm_probs(at::Tensor probs, at::Tensor renorm_probs,
@@ -232,10 +246,10 @@ void top_p_renorm_probs(at::Tensor probs, at::Tensor renorm_probs,
   if (top_p_arr == nullptr) check_top_p(op, top_p_val);
   if (probs.size(0) == 0) return;
   const c10::cuda::OptionalCUDAGuard guard(probs.device());
-  check_launch(op, fi::TopPRenormProb<float>(probs.data_ptr<float>(),
-                                             renorm_probs.data_ptr<float>(), top_p_arr,
-                                             probs.size(0), static_cast<float>(top_p_val),
-                                             probs.size(1), current_stream(probs)));
+  check_launch(op,
+               fi::TopPRenormProb<float>(probs.data_ptr<float>(), renorm_probs.data_ptr<float>(),
+                                         top_p_arr, probs.size(0), static_cast<float>(top_p_val),
+                                         probs.size(1), current_stream(probs)));
 }
 
 void top_k_mask_logits(at::Tensor logits, at::Tensor mask_logits,
@@ -248,10 +262,10 @@ void top_k_mask_logits(at::Tensor logits, at::Tensor mask_logits,
   if (logits.size(0) == 0) return;
   const c10::cuda::OptionalCUDAGuard guard(logits.device());
   const uint32_t vocab = logits.size(1);
-  check_launch(op, fi::TopKMaskLogits<float, int32_t>(
-                       logits.data_ptr<float>(), mask_logits.data_ptr<float>(), top_k_arr,
-                       logits.size(0), top_k_arr ? 0 : clamp_top_k(top_k_val, vocab), vocab,
-                       current_stream(logits)));
+  check_launch(
+      op, fi::TopKMaskLogits<float, int32_t>(
+              logits.data_ptr<float>(), mask_logits.data_ptr<float>(), top_k_arr, logits.size(0),
+              top_k_arr ? 0 : clamp_top_k(top_k_val, vocab), vocab, current_stream(logits)));
 }
 
 void sampling_from_probs(at::Tensor probs, at::Tensor output,
@@ -262,9 +276,9 @@ void sampling_from_probs(at::Tensor probs, at::Tensor output,
   if (io.rows == 0) return;
   const c10::cuda::OptionalCUDAGuard guard(probs.device());
   auto [seed, offset] = philox_seed_offset(op, gen, probs, kSinglePassDrawsPerRow * io.rows);
-  check_launch(op, fi::SamplingFromProb<float, int32_t>(io.probs, io.output, io.indices, io.rows,
-                                                        io.vocab, deterministic, seed, offset,
-                                                        current_stream(probs)));
+  check_launch(
+      op, fi::SamplingFromProb<float, int32_t>(io.probs, io.output, io.indices, io.rows, io.vocab,
+                                               deterministic, seed, offset, current_stream(probs)));
 }
 
 void top_k_sampling_from_probs(at::Tensor probs, at::Tensor output,
@@ -295,10 +309,10 @@ void top_p_sampling_from_probs(at::Tensor probs, at::Tensor output,
   if (io.rows == 0) return;
   const c10::cuda::OptionalCUDAGuard guard(probs.device());
   auto [seed, offset] = philox_seed_offset(op, gen, probs, kRejectionDrawsPerRow * io.rows);
-  check_launch(op, fi::TopPSamplingFromProb<float, int32_t>(
-                       io.probs, io.output, io.indices, top_p_arr, io.rows,
-                       static_cast<float>(top_p_val), io.vocab, deterministic, seed, offset,
-                       current_stream(probs)));
+  check_launch(
+      op, fi::TopPSamplingFromProb<float, int32_t>(
+              io.probs, io.output, io.indices, top_p_arr, io.rows, static_cast<float>(top_p_val),
+              io.vocab, deterministic, seed, offset, current_stream(probs)));
 }
 
 void top_k_top_p_sampling_from_probs(at::Tensor probs, at::Tensor output,
@@ -333,8 +347,8 @@ void min_p_sampling_from_probs(at::Tensor probs, at::Tensor output,
   if (io.rows == 0) return;
   const c10::cuda::OptionalCUDAGuard guard(probs.device());
   auto [seed, offset] = philox_seed_offset(op, gen, probs, kSinglePassDrawsPerRow * io.rows);
-  check_launch(op, fi::MinPSamplingFromProb<float, int32_t>(
-                       io.probs, min_p_arr, io.output, io.indices, io.rows,
-                       static_cast<float>(min_p_val), io.vocab, deterministic, seed, offset,
-                       current_stream(probs)));
+  check_launch(
+      op, fi::MinPSamplingFromProb<float, int32_t>(
+              io.probs, min_p_arr, io.output, io.indices, io.rows, static_cast<float>(min_p_val),
+              io.vocab, deterministic, seed, offset, current_stream(probs)));
 }

@@ -8,7 +8,7 @@ torch-native reference of the same ops.
 
 import importlib.util
 
-import torch
+import torch  # noqa: F401  (loads libtorch before the extension)
 
 if importlib.util.find_spec("torch_musa") is not None:
     import torch_musa  # noqa: F401  (loads the MUSA runtime the extension links to)

@@ -133,28 +133,29 @@ def _check_sampling_io(op, probs, output, maybe_indices) -> int:
 # ----------------------------------------------------------------------------- masks
 
 
-def _greater_stats(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per element: how many entries of its row are strictly greater, and their sum (float64)."""
-    v = values.double()
-    ascending, _ = torch.sort(v, dim=-1)
-    d = v.size(-1)
-    count_greater = d - torch.searchsorted(ascending, v.contiguous(), right=True)
-    descending = ascending.flip(-1)
-    csum = torch.cumsum(torch.nan_to_num(descending, nan=0.0), dim=-1)
-    csum = torch.cat([torch.zeros_like(csum[:, :1]), csum], dim=-1)
-    sum_greater = torch.gather(csum, -1, count_greater)
-    return count_greater, sum_greater
+def greater_stats(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per element: how many entries of its row are strictly greater, and their sum.
+
+    Sorting the float32 values gives the exact order; only the running sum is float64.
+    """
+    ascending, _ = torch.sort(values, dim=-1)
+    count_greater = values.size(-1) - torch.searchsorted(ascending, values.contiguous(), right=True)
+    descending = torch.nan_to_num(ascending.flip(-1).double(), nan=0.0)
+    csum = torch.cat(
+        [torch.zeros_like(descending[:, :1]), torch.cumsum(descending, dim=-1)], dim=-1
+    )
+    return count_greater, torch.gather(csum, -1, count_greater)
 
 
-def top_k_keep(values: torch.Tensor, top_k: torch.Tensor) -> torch.Tensor:
+def top_k_keep(values: torch.Tensor, top_k: torch.Tensor, stats=None) -> torch.Tensor:
     """Keep mask of top-k over a (batch, vocab) matrix; ties at the k-th value are kept."""
-    count_greater, _ = _greater_stats(values)
+    count_greater, _ = stats or greater_stats(values)
     return (count_greater < top_k.view(-1, 1).to(count_greater.dtype)) & ~values.isnan()
 
 
-def top_p_keep(probs: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:
+def top_p_keep(probs: torch.Tensor, top_p: torch.Tensor, stats=None) -> torch.Tensor:
     """Keep mask of top-p: the mass strictly above the token is below p."""
-    _, sum_greater = _greater_stats(probs)
+    _, sum_greater = stats or greater_stats(probs)
     p = top_p.view(-1, 1).double()
     # p >= 1 keeps every token, as the kernels' fast path does, even when float
     # rounding puts the mass above a token at or over 1.
@@ -192,7 +193,9 @@ def top_k_renorm_probs(probs, renorm_probs, maybe_top_k_arr, top_k_val) -> None:
     op = "top_k_renorm_probs"
     _check_matrix(op, "probs", probs)
     _check_matrix_output(op, "renorm_probs", renorm_probs, probs)
-    k = _row_param(op, "maybe_top_k_arr", maybe_top_k_arr, top_k_val, torch.int32, probs, _check_top_k)
+    k = _row_param(
+        op, "maybe_top_k_arr", maybe_top_k_arr, top_k_val, torch.int32, probs, _check_top_k
+    )
     renorm_probs.copy_(_renormalize(probs, top_k_keep(probs, k)))
 
 
@@ -200,7 +203,9 @@ def top_p_renorm_probs(probs, renorm_probs, maybe_top_p_arr, top_p_val) -> None:
     op = "top_p_renorm_probs"
     _check_matrix(op, "probs", probs)
     _check_matrix_output(op, "renorm_probs", renorm_probs, probs)
-    p = _row_param(op, "maybe_top_p_arr", maybe_top_p_arr, top_p_val, torch.float32, probs, _check_top_p)
+    p = _row_param(
+        op, "maybe_top_p_arr", maybe_top_p_arr, top_p_val, torch.float32, probs, _check_top_p
+    )
     renorm_probs.copy_(_renormalize(probs, top_p_keep(probs, p)))
 
 
@@ -208,7 +213,9 @@ def top_k_mask_logits(logits, mask_logits, maybe_top_k_arr, top_k_val) -> None:
     op = "top_k_mask_logits"
     _check_matrix(op, "logits", logits)
     _check_matrix_output(op, "mask_logits", mask_logits, logits)
-    k = _row_param(op, "maybe_top_k_arr", maybe_top_k_arr, top_k_val, torch.int32, logits, _check_top_k)
+    k = _row_param(
+        op, "maybe_top_k_arr", maybe_top_k_arr, top_k_val, torch.int32, logits, _check_top_k
+    )
     mask_logits.copy_(torch.where(top_k_keep(logits, k), logits, float("-inf")))
 
 
@@ -222,7 +229,9 @@ def top_k_sampling_from_probs(
 ) -> None:
     op = "top_k_sampling_from_probs"
     _check_sampling_io(op, probs, output, maybe_indices)
-    k = _row_param(op, "maybe_top_k_arr", maybe_top_k_arr, top_k_val, torch.int32, probs, _check_top_k)
+    k = _row_param(
+        op, "maybe_top_k_arr", maybe_top_k_arr, top_k_val, torch.int32, probs, _check_top_k
+    )
     _sample(probs, top_k_keep(probs, k), output, maybe_indices, gen)
 
 
@@ -231,7 +240,9 @@ def top_p_sampling_from_probs(
 ) -> None:
     op = "top_p_sampling_from_probs"
     _check_sampling_io(op, probs, output, maybe_indices)
-    p = _row_param(op, "maybe_top_p_arr", maybe_top_p_arr, top_p_val, torch.float32, probs, _check_top_p)
+    p = _row_param(
+        op, "maybe_top_p_arr", maybe_top_p_arr, top_p_val, torch.float32, probs, _check_top_p
+    )
     _sample(probs, top_p_keep(probs, p), output, maybe_indices, gen)
 
 
@@ -248,9 +259,16 @@ def top_k_top_p_sampling_from_probs(
 ) -> None:
     op = "top_k_top_p_sampling_from_probs"
     _check_sampling_io(op, probs, output, maybe_indices)
-    k = _row_param(op, "maybe_top_k_arr", maybe_top_k_arr, top_k_val, torch.int32, probs, _check_top_k)
-    p = _row_param(op, "maybe_top_p_arr", maybe_top_p_arr, top_p_val, torch.float32, probs, _check_top_p)
-    _sample(probs, top_k_keep(probs, k) & top_p_keep(probs, p), output, maybe_indices, gen)
+    k = _row_param(
+        op, "maybe_top_k_arr", maybe_top_k_arr, top_k_val, torch.int32, probs, _check_top_k
+    )
+    p = _row_param(
+        op, "maybe_top_p_arr", maybe_top_p_arr, top_p_val, torch.float32, probs, _check_top_p
+    )
+    stats = greater_stats(probs)
+    _sample(
+        probs, top_k_keep(probs, k, stats) & top_p_keep(probs, p, stats), output, maybe_indices, gen
+    )
 
 
 def min_p_sampling_from_probs(
@@ -258,7 +276,9 @@ def min_p_sampling_from_probs(
 ) -> None:
     op = "min_p_sampling_from_probs"
     _check_sampling_io(op, probs, output, maybe_indices)
-    m = _row_param(op, "maybe_min_p_arr", maybe_min_p_arr, min_p_val, torch.float32, probs, _check_min_p)
+    m = _row_param(
+        op, "maybe_min_p_arr", maybe_min_p_arr, min_p_val, torch.float32, probs, _check_min_p
+    )
     _sample(probs, min_p_keep(probs, m), output, maybe_indices, gen)
 
 

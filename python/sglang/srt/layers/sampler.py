@@ -79,7 +79,9 @@ def resolve_sampling_backend(requested: Optional[str], device: torch.device) -> 
     if requested not in SAMPLING_BACKENDS:
         raise ValueError(f"sampling backend must be one of {SAMPLING_BACKENDS}, got {requested!r}")
     if requested == "flashinfer" and KERNELS_UNAVAILABLE_REASON is not None:
-        raise RuntimeError(f"sampling backend 'flashinfer' cannot run: {KERNELS_UNAVAILABLE_REASON}")
+        raise RuntimeError(
+            f"sampling backend 'flashinfer' cannot run: {KERNELS_UNAVAILABLE_REASON}"
+        )
     return requested
 
 
@@ -87,7 +89,9 @@ class Sampler(nn.Module):
     def __init__(self, sampling_backend: Optional[str] = None):
         super().__init__()
         if sampling_backend is not None:
-            resolve_sampling_backend(sampling_backend, torch.device("cpu"))  # fail early on a bad name
+            resolve_sampling_backend(
+                sampling_backend, torch.device("cpu")
+            )  # fail early on a bad name
         self.sampling_backend = sampling_backend
         self.enable_nan_detection = get_bool_env_var("SGLANG_ENABLE_NAN_DETECTION")
 
@@ -121,7 +125,9 @@ class Sampler(nn.Module):
         next_ids = next_ids.to(torch.int32)
 
         if return_logprob:
-            attach_logprobs(logits_output, logprobs, next_ids, top_logprobs_nums, token_ids_logprobs)
+            attach_logprobs(
+                logits_output, logprobs, next_ids, top_logprobs_nums, token_ids_logprobs
+            )
         return next_ids
 
     def _check_nan(self, logits: torch.Tensor) -> torch.Tensor:
@@ -137,12 +143,19 @@ class Sampler(nn.Module):
         backend = resolve_sampling_backend(self.sampling_backend, probs.device)
         if info.sampling_seed is not None:
             if positions is None:
-                raise ValueError("Sampler.forward needs positions when a request sets sampling_seed")
+                raise ValueError(
+                    "Sampler.forward needs positions when a request sets sampling_seed"
+                )
             if backend != "pytorch":
                 logger.debug("seeded requests: sampling this batch with the pytorch path")
             return top_k_top_p_min_p_sampling_from_probs_torch(
-                probs, info.top_ks, info.top_ps, info.min_ps, info.need_min_p_sampling,
-                info.sampling_seed, positions,
+                probs,
+                info.top_ks,
+                info.top_ps,
+                info.min_ps,
+                info.need_min_p_sampling,
+                info.sampling_seed,
+                positions,
             )
         if backend == "pytorch":
             return top_k_top_p_min_p_sampling_from_probs_torch(
@@ -223,7 +236,9 @@ def seeded_uniform(seeds: torch.Tensor, positions: torch.Tensor, vocab: int) -> 
     return (_logical_shift_right(x, 11).double() + 0.5) / float(1 << 53)
 
 
-def seeded_categorical(weights: torch.Tensor, seeds: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+def seeded_categorical(
+    weights: torch.Tensor, seeds: torch.Tensor, positions: torch.Tensor
+) -> torch.Tensor:
     """One draw per row proportional to weights (Gumbel-max with seeded uniforms)."""
     gumbel = -torch.log(-torch.log(seeded_uniform(seeds, positions, weights.size(-1))))
     return torch.argmax(torch.log(weights.double()) + gumbel, dim=-1)
@@ -244,8 +259,12 @@ def attach_logprobs(
     if top_logprobs_nums and any(n > 0 for n in top_logprobs_nums):
         values, indices = logprobs.topk(max(top_logprobs_nums), dim=-1)
         values, indices = values.tolist(), indices.tolist()
-        logits_output.next_token_top_logprobs_val = [v[:n] for v, n in zip(values, top_logprobs_nums)]
-        logits_output.next_token_top_logprobs_idx = [i[:n] for i, n in zip(indices, top_logprobs_nums)]
+        logits_output.next_token_top_logprobs_val = [
+            v[:n] for v, n in zip(values, top_logprobs_nums)
+        ]
+        logits_output.next_token_top_logprobs_idx = [
+            i[:n] for i, n in zip(indices, top_logprobs_nums)
+        ]
     if token_ids_logprobs and any(ids is not None for ids in token_ids_logprobs):
         vals, idxs = [], []
         for row, ids in enumerate(token_ids_logprobs):

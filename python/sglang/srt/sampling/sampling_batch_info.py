@@ -36,12 +36,17 @@ class SamplingBatchInfo:
         if any(p.sampling_seed is not None for p in params):
             drawn = torch.randint(0, 2**62, (len(params),)).tolist()
             seeds = torch.tensor(
-                [p.sampling_seed if p.sampling_seed is not None else d for p, d in zip(params, drawn)],
+                [
+                    p.sampling_seed if p.sampling_seed is not None else d
+                    for p, d in zip(params, drawn)
+                ],
                 dtype=torch.int64,
                 device=device,
             )
         return cls(
-            temperatures=torch.tensor([[p.temperature] for p in params], dtype=torch.float32, device=device),
+            temperatures=torch.tensor(
+                [[p.temperature] for p in params], dtype=torch.float32, device=device
+            ),
             top_ps=torch.tensor([p.top_p for p in params], dtype=torch.float32, device=device),
             top_ks=torch.tensor(top_ks, dtype=torch.int32, device=device),
             min_ps=torch.tensor([p.min_p for p in params], dtype=torch.float32, device=device),

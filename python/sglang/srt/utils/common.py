@@ -14,7 +14,9 @@ def get_bool_env_var(name: str, default: str = "false") -> bool:
         return True
     if value in _FALSE:
         return False
-    raise ValueError(f"environment variable {name}={value!r} is not a boolean (use 1/0, true/false)")
+    raise ValueError(
+        f"environment variable {name}={value!r} is not a boolean (use 1/0, true/false)"
+    )
 
 
 def crash_on_warnings() -> bool:
