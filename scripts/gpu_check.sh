@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Build sgl-kernel for CUDA and run the GPU acceptance checks in one go (the lent
 # H100 of the device tool, or any CUDA machine): GPU test suites, compute-sanitizer on
-# invalid rows, and the benchmark. Logs and CSV go to $OUT (default: results-local/).
+# invalid rows, the benchmark (SKIP_BENCH=1 skips it) and the main job on the GPU.
+# Logs and CSV go to $OUT (default: results-local/).
 #   carry: 3rdparty/.cache (the FlashInfer wheel, no network there) and .whl (pytest)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -36,9 +37,15 @@ timeout 300 "$SAN" --tool memcheck --error-exitcode 1 $PY sgl-kernel/tests/sanit
   > "$OUT/sanitizer.log" 2>&1 || status=1
 tail -6 "$OUT/sanitizer.log"
 
-step "benchmark"
-$PY sgl-kernel/benchmark/bench_sampling.py --csv "$OUT/bench.csv" > "$OUT/bench.log" 2>&1 || status=1
-tail -40 "$OUT/bench.log"
+if [ -z "${SKIP_BENCH:-}" ]; then
+  step "benchmark"
+  $PY sgl-kernel/benchmark/bench_sampling.py --csv "$OUT/bench.csv" > "$OUT/bench.log" 2>&1 || status=1
+  tail -40 "$OUT/bench.log"
+fi
+
+step "main job on the GPU"
+$PY -m sglang.bench_sampler --device cuda --quiet --csv "$OUT/main_job.csv" > "$OUT/main_job.log" 2>&1 || status=1
+cat "$OUT/main_job.log"
 
 step "kernel tests"
 $PY -m pytest --version

@@ -196,6 +196,40 @@ def read_csv(path):
         ]
 
 
+def write_markdown(rows, path, title):
+    """One table per vocab: kernel us, torch-native us and speed-up per op and batch."""
+    batches = sorted({int(r["batch"]) for r in rows})
+    lines = [f"# {title}", ""]
+    for vocab in sorted({int(r["vocab"]) for r in rows}):
+        lines += [
+            f"## vocab {vocab}",
+            "",
+            "kernel us / torch-native us (speed-up); x one read of the probabilities",
+            "",
+        ]
+        lines.append("| op | " + " | ".join(f"batch {b}" for b in batches) + " |")
+        lines.append("|---|" + "---|" * len(batches))
+        for op in dict.fromkeys(r["op"] for r in rows):
+            cells = []
+            for b in batches:
+                r = next(
+                    (
+                        r
+                        for r in rows
+                        if r["op"] == op and int(r["vocab"]) == vocab and int(r["batch"]) == b
+                    ),
+                    None,
+                )
+                cells.append(
+                    ""
+                    if r is None
+                    else f"{r['kernel_us']:.1f} / {r['torch_us']:.1f} ({r['speedup']:.1f}x); {r['x_read']:.0f}x"
+                )
+            lines.append(f"| {op} | " + " | ".join(cells) + " |")
+        lines.append("")
+    Path(path).write_text("\n".join(lines))
+
+
 def plot(rows, path, title):
     import matplotlib
 
@@ -242,7 +276,8 @@ def main(argv=None):
     parser.add_argument("--runs", type=int, default=100)
     parser.add_argument("--csv", type=Path, help="write the results as CSV")
     parser.add_argument("--plot", type=Path, help="write a PNG: time vs batch per op and vocab")
-    parser.add_argument("--from-csv", type=Path, help="plot an earlier CSV instead of measuring")
+    parser.add_argument("--markdown", type=Path, help="write the results as markdown tables")
+    parser.add_argument("--from-csv", type=Path, help="report an earlier CSV instead of measuring")
     parser.add_argument("--title", default="sgl_kernel sampling vs torch-native")
     args = parser.parse_args(argv)
 
@@ -260,6 +295,8 @@ def main(argv=None):
         rows = run(device, args.batches, args.vocabs, ops, args.warmup, args.runs)
     if args.csv:
         write_csv(rows, args.csv)
+    if args.markdown:
+        write_markdown(rows, args.markdown, args.title)
     if args.plot:
         plot(rows, args.plot, args.title)
 

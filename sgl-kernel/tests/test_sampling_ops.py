@@ -560,7 +560,8 @@ def _cross_device_calls(device):
     return [
         (
             lambda: sgl_kernel.top_p_sampling_from_probs(P, torch.ones(4)),
-            r"maybe_top_p_arr must be on the same device as the probabilities \(cuda:0\), got cpu",
+            r"maybe_top_p_arr must be on the same device as the probabilities "
+            + re.escape(f"({P.device}), got cpu"),
         ),
         (
             lambda: torch.ops.sgl_kernel.sampling_from_probs(
