@@ -6,6 +6,8 @@ visible; GPU runs use the acceptance sizes (1000 trials over batch {1, 99, 989} 
 """
 
 import re
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -616,3 +618,25 @@ def test_aliases_and_exports():
     for name in sgl_kernel.__all__:
         assert callable(getattr(sgl_kernel, name))
     assert "top_p_sampling_from_probs" in sgl_kernel.__all__
+
+
+def test_a_missing_extension_says_how_to_build_it():
+    """Importing sgl_kernel without its compiled ops must explain the build, not crash."""
+    blocker = (
+        "import sys, importlib.abc\n"
+        "class Block(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'sgl_kernel.common_ops':\n"
+        "            raise ImportError('simulated: not built')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "try:\n"
+        "    import sgl_kernel\n"
+        "except ImportError as err:\n"
+        "    print(err)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", blocker], capture_output=True, text=True, check=True
+    ).stdout
+    assert "not built or does not load (simulated: not built)" in out
+    assert "pip install --no-build-isolation -e sgl-kernel" in out
+    assert "MTGPU_TARGET=mp_31 python setup_musa.py install" in out
