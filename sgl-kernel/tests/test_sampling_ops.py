@@ -640,3 +640,48 @@ def test_a_missing_extension_says_how_to_build_it():
     assert "not built or does not load (simulated: not built)" in out
     assert "pip install --no-build-isolation -e sgl-kernel" in out
     assert "MTGPU_TARGET=mp_31 python setup_musa.py install" in out
+
+
+_OUT_OF_RANGE_ROWS = """
+import json, sys, torch, sgl_kernel
+device = sys.argv[1]
+g = torch.Generator().manual_seed(0)
+probs = torch.softmax(torch.randn(6, 300, generator=g) * 3, -1).to(device)
+k = torch.tensor([0, -5, 1, 0, -1, 3], dtype=torch.int32, device=device)
+p = torch.tensor([0.0, float("nan"), -1.0, 0.0, float("nan"), 2.0], device=device)
+m = torch.tensor([float("nan"), 2.0, 1.0, 5.0, float("nan"), -1.0], device=device)
+out = {
+    "best": probs.argmax(-1).tolist(),
+    "top_k": sgl_kernel.top_k_sampling_from_probs(probs, k).tolist(),
+    "top_p": sgl_kernel.top_p_sampling_from_probs(probs, p).tolist(),
+    "joint": sgl_kernel.top_k_top_p_sampling_from_probs(probs, k, p, filter_apply_order="joint").tolist(),
+    "min_p": sgl_kernel.min_p_sampling_from_probs(probs, m).tolist(),
+    "renorm_k": sgl_kernel.top_k_renorm_probs(probs, k).argmax(-1).tolist(),
+    "renorm_k_max": sgl_kernel.top_k_renorm_probs(probs, k).amax(-1).tolist(),
+    "renorm_p_max": sgl_kernel.top_p_renorm_probs(probs, p).amax(-1).tolist(),
+    "mask_finite": torch.isfinite(sgl_kernel.top_k_mask_logits(torch.log(probs), k)).sum(-1).tolist(),
+}
+print(json.dumps(out))
+"""
+
+
+def test_out_of_range_per_row_values_are_clamped_and_never_hang(device):
+    """Per-row arrays are not range-checked (a sync); k < 1, p <= 0 and NaN must not spin
+    the rejection loop forever (FlashInfer 0.5.3 did). Rows 0-4 then keep only the most
+    likely token. Run in a subprocess so that a hang fails this test, not the suite."""
+    import json
+
+    done = subprocess.run(
+        [sys.executable, "-c", _OUT_OF_RANGE_ROWS, device],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    best = got["best"][:5]
+    for name in ("top_k", "top_p", "joint", "min_p", "renorm_k"):
+        assert got[name][:5] == best, name
+    assert got["renorm_k_max"][:5] == [1.0] * 5
+    assert got["renorm_p_max"][:5] == [1.0] * 5
+    assert got["mask_finite"][:5] == [1] * 5

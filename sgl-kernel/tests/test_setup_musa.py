@@ -131,6 +131,7 @@ def test_staging_from_a_source_tree_applies_our_patches(isolated_stage, tmp_path
     assert "temp_storage.last_valid_id = 0;" in text  # 0001
     assert "while (min_gt_low < max_le_high)" in text  # 0002
     assert "top_k_arr[row_idx]" in text  # 0003
+    assert "top_p > 0 ? top_p : 1e-30f" in text  # 0004
     assert "last_valid_id = 0" not in (pristine / "sampling.cuh").read_text()
 
 

@@ -25,9 +25,10 @@ namespace {
 
 namespace fi = flashinfer::sampling;
 
-// Philox offsets reserved per output row. The rejection samplers (top-k, top-p,
-// joint) draw one uniform per round and take at most 32 rounds on fp32 data;
-// the single-pass samplers draw one. Values match upstream FlashInfer/SGLang.
+// Philox offsets reserved per output row, as upstream FlashInfer/SGLang reserve
+// them: the rejection samplers (top-k, top-p, joint) draw one uniform per round
+// and are budgeted 32 rounds; the single-pass samplers draw one. Row i uses
+// Philox subsequence i, so rows never share numbers within a call.
 constexpr uint64_t kRejectionDrawsPerRow = 32;
 constexpr uint64_t kSinglePassDrawsPerRow = 1;
 

@@ -106,6 +106,23 @@ def _row_param(op, name, arr, val, dtype, probs, check_scalar) -> torch.Tensor:
     return torch.full((probs.size(0),), val, dtype=torch.float64, device=probs.device)
 
 
+# Per-row arrays are not range-checked (on the GPU that would cost a sync); values that
+# could accept no token are clamped, as the kernels do (3rdparty/patches/0004).
+def _top_k_rows(op, arr, val, probs) -> torch.Tensor:
+    k = _row_param(op, "maybe_top_k_arr", arr, val, torch.int32, probs, _check_top_k)
+    return k.clamp_min(1)  # k < 1 acts as 1
+
+
+def _top_p_rows(op, arr, val, probs) -> torch.Tensor:
+    p = _row_param(op, "maybe_top_p_arr", arr, val, torch.float32, probs, _check_top_p)
+    return torch.where(p > 0, p, 1e-30)  # p <= 0 or NaN keeps the top token
+
+
+def _min_p_rows(op, arr, val, probs) -> torch.Tensor:
+    m = _row_param(op, "maybe_min_p_arr", arr, val, torch.float32, probs, _check_min_p)
+    return torch.nan_to_num(m, nan=1.0).clamp(0, 1)  # NaN keeps the top token
+
+
 def _check_sampling_io(op, probs, output, maybe_indices) -> int:
     _check_matrix(op, "probs", probs)
     rows = probs.size(0)
@@ -193,9 +210,7 @@ def top_k_renorm_probs(probs, renorm_probs, maybe_top_k_arr, top_k_val) -> None:
     op = "top_k_renorm_probs"
     _check_matrix(op, "probs", probs)
     _check_matrix_output(op, "renorm_probs", renorm_probs, probs)
-    k = _row_param(
-        op, "maybe_top_k_arr", maybe_top_k_arr, top_k_val, torch.int32, probs, _check_top_k
-    )
+    k = _top_k_rows(op, maybe_top_k_arr, top_k_val, probs)
     renorm_probs.copy_(_renormalize(probs, top_k_keep(probs, k)))
 
 
@@ -203,9 +218,7 @@ def top_p_renorm_probs(probs, renorm_probs, maybe_top_p_arr, top_p_val) -> None:
     op = "top_p_renorm_probs"
     _check_matrix(op, "probs", probs)
     _check_matrix_output(op, "renorm_probs", renorm_probs, probs)
-    p = _row_param(
-        op, "maybe_top_p_arr", maybe_top_p_arr, top_p_val, torch.float32, probs, _check_top_p
-    )
+    p = _top_p_rows(op, maybe_top_p_arr, top_p_val, probs)
     renorm_probs.copy_(_renormalize(probs, top_p_keep(probs, p)))
 
 
@@ -213,9 +226,7 @@ def top_k_mask_logits(logits, mask_logits, maybe_top_k_arr, top_k_val) -> None:
     op = "top_k_mask_logits"
     _check_matrix(op, "logits", logits)
     _check_matrix_output(op, "mask_logits", mask_logits, logits)
-    k = _row_param(
-        op, "maybe_top_k_arr", maybe_top_k_arr, top_k_val, torch.int32, logits, _check_top_k
-    )
+    k = _top_k_rows(op, maybe_top_k_arr, top_k_val, logits)
     mask_logits.copy_(torch.where(top_k_keep(logits, k), logits, float("-inf")))
 
 
@@ -229,9 +240,7 @@ def top_k_sampling_from_probs(
 ) -> None:
     op = "top_k_sampling_from_probs"
     _check_sampling_io(op, probs, output, maybe_indices)
-    k = _row_param(
-        op, "maybe_top_k_arr", maybe_top_k_arr, top_k_val, torch.int32, probs, _check_top_k
-    )
+    k = _top_k_rows(op, maybe_top_k_arr, top_k_val, probs)
     _sample(probs, top_k_keep(probs, k), output, maybe_indices, gen)
 
 
@@ -240,9 +249,7 @@ def top_p_sampling_from_probs(
 ) -> None:
     op = "top_p_sampling_from_probs"
     _check_sampling_io(op, probs, output, maybe_indices)
-    p = _row_param(
-        op, "maybe_top_p_arr", maybe_top_p_arr, top_p_val, torch.float32, probs, _check_top_p
-    )
+    p = _top_p_rows(op, maybe_top_p_arr, top_p_val, probs)
     _sample(probs, top_p_keep(probs, p), output, maybe_indices, gen)
 
 
@@ -259,12 +266,8 @@ def top_k_top_p_sampling_from_probs(
 ) -> None:
     op = "top_k_top_p_sampling_from_probs"
     _check_sampling_io(op, probs, output, maybe_indices)
-    k = _row_param(
-        op, "maybe_top_k_arr", maybe_top_k_arr, top_k_val, torch.int32, probs, _check_top_k
-    )
-    p = _row_param(
-        op, "maybe_top_p_arr", maybe_top_p_arr, top_p_val, torch.float32, probs, _check_top_p
-    )
+    k = _top_k_rows(op, maybe_top_k_arr, top_k_val, probs)
+    p = _top_p_rows(op, maybe_top_p_arr, top_p_val, probs)
     stats = greater_stats(probs)
     _sample(
         probs, top_k_keep(probs, k, stats) & top_p_keep(probs, p, stats), output, maybe_indices, gen
@@ -276,9 +279,7 @@ def min_p_sampling_from_probs(
 ) -> None:
     op = "min_p_sampling_from_probs"
     _check_sampling_io(op, probs, output, maybe_indices)
-    m = _row_param(
-        op, "maybe_min_p_arr", maybe_min_p_arr, min_p_val, torch.float32, probs, _check_min_p
-    )
+    m = _min_p_rows(op, maybe_min_p_arr, min_p_val, probs)
     _sample(probs, min_p_keep(probs, m), output, maybe_indices, gen)
 
 
