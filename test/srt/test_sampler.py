@@ -16,6 +16,7 @@ import torch
 
 import sglang.srt.layers.sampler as sampler_module
 from sampling_testing import assert_matches_distribution, is_gpu
+from sglang.bench_sampler import exact_distribution as expected_distribution
 from sglang.srt.layers.logits_processor import LogitsProcessorOutput
 from sglang.srt.layers.sampler import Sampler, resolve_sampling_backend
 from sglang.srt.sampling.sampling_batch_info import SamplingBatchInfo
@@ -23,9 +24,8 @@ from sglang.srt.sampling.sampling_params import TOP_K_ALL, SamplingParams
 
 try:
     import sgl_kernel
-    from sgl_kernel import sampling_reference as ref
 except ImportError as err:  # the pytorch backend is still tested
-    sgl_kernel, ref, SGL_KERNEL_MISSING = None, None, str(err)
+    sgl_kernel, SGL_KERNEL_MISSING = None, str(err)
 else:
     SGL_KERNEL_MISSING = None
 
@@ -57,47 +57,6 @@ def run(backend, device, logits_row, params, n, positions=None, **forward_kw):
         **forward_kw,
     )
     return ids, out
-
-
-def keep_top_k(p, k):
-    return ref_keep("top_k", p, k)
-
-
-def ref_keep(kind, p, value):
-    """Exact masks (same rules as sgl_kernel.sampling_reference, on distinct values)."""
-    order = torch.argsort(p, descending=True)
-    rank = torch.empty_like(order)
-    rank[order] = torch.arange(p.numel())
-    if kind == "top_k":
-        return rank < value
-    if kind == "top_p":
-        sorted_p = p[order]
-        mass_above = (torch.cumsum(sorted_p, 0) - sorted_p)[rank]
-        return mass_above < value
-    return p >= value * p.max()  # min_p
-
-
-def expected_distribution(logits_row, params: SamplingParams, backend: str):
-    p = torch.softmax(logits_row.double() / params.temperature, dim=-1)
-    if params.top_k == 1:
-        return torch.nn.functional.one_hot(p.argmax(), p.numel()).double()
-    keep_k = (
-        ref_keep("top_k", p, params.top_k)
-        if params.top_k < TOP_K_ALL
-        else torch.ones_like(p, dtype=torch.bool)
-    )
-    if params.min_p > 0 and backend == "flashinfer":
-        # kernel path: renormalise after top-k, then after top-p, then min-p
-        p = torch.where(keep_k, p, 0.0)
-        p = p / p.sum()
-        if params.top_p < 1:
-            p = torch.where(ref_keep("top_p", p, params.top_p), p, 0.0)
-            p = p / p.sum()
-        return torch.where(ref_keep("min_p", p, params.min_p), p, 0.0)
-    keep = keep_k & ref_keep("top_p", p, params.top_p) if params.top_p < 1 else keep_k
-    if params.min_p > 0:
-        keep &= ref_keep("min_p", p, params.min_p)
-    return torch.where(keep, p, 0.0)
 
 
 PATHS = {

@@ -93,6 +93,7 @@ class Sampler(nn.Module):
                 sampling_backend, torch.device("cpu")
             )  # fail early on a bad name
         self.sampling_backend = sampling_backend
+        self._backend_by_device: dict = {}  # resolved once per device type
         self.enable_nan_detection = get_bool_env_var("SGLANG_ENABLE_NAN_DETECTION")
 
     def forward(
@@ -139,27 +140,27 @@ class Sampler(nn.Module):
             raise ValueError(message)
         return torch.where(torch.isnan(logits), torch.full_like(logits, -1e5), logits)
 
+    def _backend_for(self, device: torch.device) -> str:
+        if device.type not in self._backend_by_device:
+            self._backend_by_device[device.type] = resolve_sampling_backend(
+                self.sampling_backend, device
+            )
+        return self._backend_by_device[device.type]
+
     def _sample(self, probs, info: SamplingBatchInfo, positions) -> torch.Tensor:
-        backend = resolve_sampling_backend(self.sampling_backend, probs.device)
-        if info.sampling_seed is not None:
-            if positions is None:
-                raise ValueError(
-                    "Sampler.forward needs positions when a request sets sampling_seed"
-                )
-            if backend != "pytorch":
-                logger.debug("seeded requests: sampling this batch with the pytorch path")
+        seeds = info.sampling_seed
+        if seeds is not None and positions is None:
+            raise ValueError("Sampler.forward needs positions when a request sets sampling_seed")
+        # Seeded requests need the counter-based draws of the pytorch path on every backend.
+        if seeds is not None or self._backend_for(probs.device) == "pytorch":
             return top_k_top_p_min_p_sampling_from_probs_torch(
                 probs,
                 info.top_ks,
                 info.top_ps,
                 info.min_ps,
                 info.need_min_p_sampling,
-                info.sampling_seed,
+                seeds,
                 positions,
-            )
-        if backend == "pytorch":
-            return top_k_top_p_min_p_sampling_from_probs_torch(
-                probs, info.top_ks, info.top_ps, info.min_ps, info.need_min_p_sampling
             )
         if not (info.need_top_k_sampling or info.need_top_p_sampling or info.need_min_p_sampling):
             return sampling_from_probs(probs)
