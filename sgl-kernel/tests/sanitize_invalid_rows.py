@@ -36,7 +36,6 @@ def main():
         }
         for name, call in calls.items():
             ids = call()
-            torch.cuda.synchronize() if device == "cuda" else None
             if (
                 ids[bad_rows].tolist() != [0] * len(bad_rows)
                 or int(ids.max()) >= vocab

@@ -123,7 +123,7 @@ def _min_p_rows(op, arr, val, probs) -> torch.Tensor:
     return torch.nan_to_num(m, nan=1.0).clamp(0, 1)  # NaN keeps the top token
 
 
-def _check_sampling_io(op, probs, output, maybe_indices) -> int:
+def _check_sampling_io(op, probs, output, maybe_indices) -> None:
     _check_matrix(op, "probs", probs)
     rows = probs.size(0)
     if maybe_indices is not None:
@@ -144,7 +144,6 @@ def _check_sampling_io(op, probs, output, maybe_indices) -> int:
                     f"maybe_indices must lie in [0, {probs.size(0)}), got values in [{lo}, {hi}]",
                 )
     _check_vector(op, "output", output, torch.int32, rows, probs)
-    return rows
 
 
 # ----------------------------------------------------------------------------- masks
