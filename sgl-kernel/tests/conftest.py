@@ -3,7 +3,7 @@ GPU runs use the acceptance-criteria sizes; CPU runs keep CI within its time bud
 
 import pytest
 
-from sampling_testing import DEVICES
+from sgl_kernel.testing import DEVICES
 
 
 @pytest.fixture(params=DEVICES)

@@ -14,7 +14,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import sgl_kernel
-from sampling_testing import assert_matches_distribution, is_gpu
+from sgl_kernel.testing import assert_matches_distribution, is_gpu
 from sgl_kernel import sampling_reference as ref
 
 TOP_K_ALL = 1 << 30  # what SGLang passes for top_k = -1

@@ -1,13 +1,8 @@
-"""Sampler tests share the kernel tests' helpers (devices, chi-square check)."""
-
-import sys
-from pathlib import Path
+"""Sampler tests run on the CPU and, with a GPU, on the GPU (sgl_kernel.testing.DEVICES)."""
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "sgl-kernel" / "tests"))
-
-from sampling_testing import DEVICES  # noqa: E402
+from sgl_kernel.testing import DEVICES
 
 
 @pytest.fixture(params=DEVICES)

@@ -3,7 +3,7 @@ seeds, NaN handling, invalid parameters, and the MUSA import branch.
 
 The "flashinfer" backend runs the sgl_kernel ops: on the CPU their torch-native
 reference, on a GPU the FlashInfer kernels. Distributions are checked with a
-chi-square test at a false-alarm rate of 1e-4 per case (sampling_testing.ALPHA).
+chi-square test at a false-alarm rate of 1e-4 per case (sgl_kernel.testing.ALPHA).
 """
 
 import importlib
@@ -15,8 +15,8 @@ import pytest
 import torch
 
 import sglang.srt.layers.sampler as sampler_module
-from sampling_testing import assert_matches_distribution, is_gpu
-from sglang.bench_sampler import exact_distribution as expected_distribution
+from sgl_kernel.testing import assert_matches_distribution, is_gpu
+from sglang.test.sampler_testing import exact_distribution as expected_distribution
 from sglang.srt.layers.logits_processor import LogitsProcessorOutput
 from sglang.srt.layers.sampler import Sampler, resolve_sampling_backend
 from sglang.srt.sampling.sampling_batch_info import SamplingBatchInfo

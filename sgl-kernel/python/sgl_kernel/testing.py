@@ -1,5 +1,6 @@
-"""Helpers shared by the kernel tests (sgl-kernel/tests) and the sampler tests (test/srt):
-the devices to run on, and a goodness-of-fit check for sampled tokens.
+"""Test helpers shared by the kernel tests (sgl-kernel/tests), the sampler tests
+(test/srt) and the main job: the devices to run on, and a goodness-of-fit check for
+sampled tokens. Importable as ``sgl_kernel.testing``; needs scipy.
 
 Every test runs on the CPU and, when a GPU is visible, on the GPU build of the same ops.
 
