@@ -304,7 +304,7 @@ def test_top_k_mask_logits_matches_the_exact_filter(device):
     logits = torch.log(make_probs(32, 300, device))
     k, _, _ = row_params(32, device)
     got = sgl_kernel.top_k_mask_logits(logits, k)
-    keep = ref.top_k_keep(logits, k)
+    keep = ref.top_k_logits_keep(logits, k.double())
     want = torch.where(keep, logits, float("-inf"))
     assert torch.equal(got, want)
     assert torch.equal(sgl_kernel.top_k_mask_logits(logits, TOP_K_ALL), logits)

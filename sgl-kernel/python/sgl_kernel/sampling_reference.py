@@ -1,23 +1,31 @@
-"""Torch-native reference of every sgl_kernel sampling op.
+"""Torch-native reference of every sgl_kernel sampling op, and the ops' validation.
 
 Each public op function here has exactly its op's schema, validates like the GPU
 binding (same messages) and writes its output in place. They are registered as the
 ops' CPU kernels (so the whole API runs on CPU tensors) and are the oracle that
-the GPU tests compare against; they run on any device.
+the GPU tests compare against; they run on any device. ``VALIDATORS`` holds the
+argument checks alone: the fake (meta) kernels run them, so a bad call fails the
+same way under torch.compile or on meta tensors.
 
-Which tokens each filter keeps (the FlashInfer 0.5.3 kernels' rule, ties at the
-pivot kept, unlike a sort-and-cut path):
+The contract (the FlashInfer 0.5.3 kernels with our patches compute the same):
 
-* top-k:  token i is kept iff fewer than k tokens are strictly more likely.
-* top-p:  token i is kept iff the tokens strictly more likely than i hold less
-          than p of the mass.
-* min-p:  token i is kept iff p_i >= min_p * max_j p_j.
-* joint:  kept by both top-k and top-p.
+* Weights: an entry counts as its value if it is a finite number > 0; NaN, +-inf,
+  negative entries and zeros count as probability 0. Rows need not sum to 1: S is
+  the row's total weight.
+* top-k:  token i is kept iff w_i > 0 and fewer than k tokens have a larger weight
+          (ties at the pivot are kept, unlike a sort-and-cut path).
+* top-p:  token i is kept iff w_i > 0 and the tokens of larger weight hold less than
+          p * S (p >= 1 keeps every positive token).
+* min-p:  token i is kept iff w_i > 0 and w_i >= min_p * max_j w_j.
+* joint:  kept by both top-k and top-p on the original row.
 
-Sampling draws from the kept tokens in proportion to their probability; tokens of
-probability 0 (or NaN) are never drawn. A row with no positive probability (all
-zero or all NaN) samples token 0; its renormalised row is all zero, and its masked
-logits are all -inf when every logit is NaN.
+Sampling draws from the kept tokens in proportion to their weight. A row with no
+positive weight samples token 0; its renormalised row is all zero. top_k_mask_logits
+orders logits (+inf largest, NaN never kept) and sets the others to -inf.
+
+Per-row parameter arrays are clamped, never rejected (a range check would cost the GPU
+a host sync): k < 1 acts as 1, p <= 0 or NaN keeps the most likely token(s), min_p goes
+into [0, 1] with NaN acting as 1. Scalars are range-checked on every path.
 """
 
 from __future__ import annotations
@@ -82,8 +90,14 @@ def _check_vector(op, name, t, dtype, length, probs) -> None:
         _fail(op, f"{name} must be contiguous")
 
 
-def _check_top_k(op: str, k: float) -> None:
-    if not (k >= 1 and float(k) == math.floor(k)):
+def _check_top_k(op: str, k) -> None:
+    # Any integer >= 1 is valid (values >= vocab keep everything): no overflow, whatever
+    # its size, and an int and the float of the same value are judged alike.
+    if isinstance(k, int) and not isinstance(k, bool):
+        ok = k >= 1
+    else:
+        ok = math.isfinite(k) and k >= 1 and float(k).is_integer()
+    if not ok:
         _fail(op, f"top_k_val must be an integer >= 1 (values >= vocab disable top-k), got {k:g}")
 
 
@@ -97,33 +111,14 @@ def _check_min_p(op: str, p: float) -> None:
         _fail(op, f"min_p_val must be in [0, 1], got {p:g}")
 
 
-def _row_param(op, name, arr, val, dtype, probs, check_scalar) -> torch.Tensor:
-    """The per-row parameter as a tensor of length batch, from the array or the scalar."""
+def _check_row_param(op, name, arr, val, dtype, probs, check_scalar) -> None:
     if arr is not None:
         _check_vector(op, name, arr, dtype, probs.size(0), probs)
-        return arr
-    check_scalar(op, val)
-    return torch.full((probs.size(0),), val, dtype=torch.float64, device=probs.device)
+    else:
+        check_scalar(op, val)
 
 
-# Per-row arrays are not range-checked (on the GPU that would cost a sync); values that
-# could accept no token are clamped, as the kernels do (3rdparty/patches/0004).
-def _top_k_rows(op, arr, val, probs) -> torch.Tensor:
-    k = _row_param(op, "maybe_top_k_arr", arr, val, torch.int32, probs, _check_top_k)
-    return k.clamp_min(1)  # k < 1 acts as 1
-
-
-def _top_p_rows(op, arr, val, probs) -> torch.Tensor:
-    p = _row_param(op, "maybe_top_p_arr", arr, val, torch.float32, probs, _check_top_p)
-    return torch.where(p > 0, p, 1e-30)  # p <= 0 or NaN keeps the top token
-
-
-def _min_p_rows(op, arr, val, probs) -> torch.Tensor:
-    m = _row_param(op, "maybe_min_p_arr", arr, val, torch.float32, probs, _check_min_p)
-    return torch.nan_to_num(m, nan=1.0).clamp(0, 1)  # NaN keeps the top token
-
-
-def _check_sampling_io(op, probs, output, maybe_indices) -> None:
+def _check_sampling_io(op, probs, output, maybe_indices, check_values) -> None:
     _check_matrix(op, "probs", probs)
     rows = probs.size(0)
     if maybe_indices is not None:
@@ -136,7 +131,7 @@ def _check_sampling_io(op, probs, output, maybe_indices) -> None:
         if not idx.is_contiguous():
             _fail(op, "maybe_indices must be contiguous")
         rows = idx.size(0)
-        if rows > 0:
+        if check_values and rows > 0:
             lo, hi = int(idx.min()), int(idx.max())
             if lo < 0 or hi >= probs.size(0):
                 _fail(
@@ -146,59 +141,146 @@ def _check_sampling_io(op, probs, output, maybe_indices) -> None:
     _check_vector(op, "output", output, torch.int32, rows, probs)
 
 
+# One validator per op, with the op's schema plus `check_values` (False in the fakes,
+# whose tensors hold no data). Only maybe_indices' range needs the values.
+def _validate_renorm(op, names, arr_name, arr_dtype, check_scalar):
+    """names: the (input, output) matrix names of the op's schema."""
+
+    def validate(inp, out, maybe_arr, val, check_values=True) -> None:
+        _check_matrix(op, names[0], inp)
+        _check_matrix_output(op, names[1], out, inp)
+        _check_row_param(op, arr_name, maybe_arr, val, arr_dtype, inp, check_scalar)
+
+    return validate
+
+
+def _validate_sampling(op, *params):
+    """params: (array name, dtype, scalar check) per filter parameter, in schema order."""
+
+    def validate(probs, output, maybe_indices, *args, check_values=True) -> None:
+        _check_sampling_io(op, probs, output, maybe_indices, check_values)
+        for (name, dtype, check_scalar), arr, val in zip(params, args[0::2], args[1::2]):
+            _check_row_param(op, name, arr, val, dtype, probs, check_scalar)
+
+    return validate
+
+
+_TOP_K = ("maybe_top_k_arr", torch.int32, _check_top_k)
+_TOP_P = ("maybe_top_p_arr", torch.float32, _check_top_p)
+_MIN_P = ("maybe_min_p_arr", torch.float32, _check_min_p)
+_RENORM = ("probs", "renorm_probs")
+
+VALIDATORS = {
+    "top_k_renorm_probs": _validate_renorm("top_k_renorm_probs", _RENORM, *_TOP_K),
+    "top_p_renorm_probs": _validate_renorm("top_p_renorm_probs", _RENORM, *_TOP_P),
+    "top_k_mask_logits": _validate_renorm("top_k_mask_logits", ("logits", "mask_logits"), *_TOP_K),
+    "sampling_from_probs": _validate_sampling("sampling_from_probs"),
+    "top_k_sampling_from_probs": _validate_sampling("top_k_sampling_from_probs", _TOP_K),
+    "top_p_sampling_from_probs": _validate_sampling("top_p_sampling_from_probs", _TOP_P),
+    "top_k_top_p_sampling_from_probs": _validate_sampling(
+        "top_k_top_p_sampling_from_probs", _TOP_K, _TOP_P
+    ),
+    "min_p_sampling_from_probs": _validate_sampling("min_p_sampling_from_probs", _MIN_P),
+}
+
+
+# ----------------------------------------------------------------------------- parameters
+# Per-row values that could accept no token are clamped, as the kernels do
+# (3rdparty/patches/0004); scalars were range-checked by the validators.
+
+
+def _rows(arr, val, probs) -> torch.Tensor:
+    if arr is not None:
+        return arr.double()
+    return torch.full((probs.size(0),), float(val), dtype=torch.float64, device=probs.device)
+
+
+def top_k_rows(arr, val, probs) -> torch.Tensor:
+    """k per row as float64 (exact below 2**53), clamped into [1, vocab]."""
+    if arr is None and val >= probs.size(-1):
+        val = probs.size(-1)  # k >= vocab keeps everything; clamping first avoids overflow
+    return _rows(arr, val, probs).clamp(1, probs.size(-1))
+
+
+def top_p_rows(arr, val, probs) -> torch.Tensor:
+    p = _rows(arr, val, probs)
+    return torch.where(p > 0, p.clamp_max(1), 1e-30)  # p <= 0 or NaN keeps the top token
+
+
+def min_p_rows(arr, val, probs) -> torch.Tensor:
+    return torch.nan_to_num(_rows(arr, val, probs), nan=1.0).clamp(0, 1)
+
+
 # ----------------------------------------------------------------------------- masks
 
 
+def weights(probs: torch.Tensor) -> torch.Tensor:
+    """Each entry's weight: itself if finite and > 0, else 0 (NaN, +-inf, negatives)."""
+    return torch.where(torch.isfinite(probs) & (probs > 0), probs, 0.0)
+
+
 def greater_stats(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per element: how many entries of its row are strictly greater, and their sum.
+    """Per element of a NaN-free matrix: how many entries of its row are strictly greater,
+    and their sum (float64; 0 where that sum would be undefined, i.e. logits).
 
     Sorting the float32 values gives the exact order; only the running sum is float64.
     """
     ascending, _ = torch.sort(values, dim=-1)
     count_greater = values.size(-1) - torch.searchsorted(ascending, values.contiguous(), right=True)
-    descending = torch.nan_to_num(ascending.flip(-1).double(), nan=0.0)
+    descending = torch.nan_to_num(ascending.flip(-1).double(), nan=0.0, posinf=0.0, neginf=0.0)
     csum = torch.cat(
         [torch.zeros_like(descending[:, :1]), torch.cumsum(descending, dim=-1)], dim=-1
     )
     return count_greater, torch.gather(csum, -1, count_greater)
 
 
-def top_k_keep(values: torch.Tensor, top_k: torch.Tensor, stats=None) -> torch.Tensor:
-    """Keep mask of top-k over a (batch, vocab) matrix; ties at the k-th value are kept."""
-    count_greater, _ = stats or greater_stats(values)
-    return (count_greater < top_k.view(-1, 1).to(count_greater.dtype)) & ~values.isnan()
+def top_k_keep(probs: torch.Tensor, top_k: torch.Tensor, stats=None) -> torch.Tensor:
+    """Keep mask of top-k over the weights of a (batch, vocab) matrix; ties kept."""
+    w = weights(probs)
+    count_greater, _ = stats or greater_stats(w)
+    return (count_greater < top_k.view(-1, 1).double()) & (w > 0)
 
 
 def top_p_keep(probs: torch.Tensor, top_p: torch.Tensor, stats=None) -> torch.Tensor:
-    """Keep mask of top-p: the mass strictly above the token is below p."""
-    _, sum_greater = stats or greater_stats(probs)
+    """Keep mask of top-p: the weight strictly above the token is below p * S."""
+    w = weights(probs)
+    _, sum_greater = stats or greater_stats(w)
     p = top_p.view(-1, 1).double()
+    total = w.double().sum(dim=-1, keepdim=True)
     # p >= 1 keeps every token, as the kernels' fast path does, even when float
-    # rounding puts the mass above a token at or over 1.
-    return ((sum_greater < p) | (p >= 1)) & (probs > 0)
+    # rounding puts the mass above a token at or over the total.
+    return ((sum_greater < p * total) | (p >= 1)) & (w > 0)
 
 
 def min_p_keep(probs: torch.Tensor, min_p: torch.Tensor) -> torch.Tensor:
-    """Keep mask of min-p: probability at least min_p times the row's largest."""
-    row_max = torch.nan_to_num(probs, nan=0.0).amax(dim=-1, keepdim=True).double()
-    return (probs.double() >= min_p.view(-1, 1).double() * row_max) & (probs > 0)
+    """Keep mask of min-p: weight at least min_p times the row's largest."""
+    w = weights(probs).double()
+    row_max = w.amax(dim=-1, keepdim=True)
+    return (w >= min_p.view(-1, 1).double() * row_max) & (w > 0)
+
+
+def top_k_logits_keep(logits: torch.Tensor, top_k: torch.Tensor) -> torch.Tensor:
+    """Keep mask of top-k over logits: +inf is the largest value, NaN is never kept."""
+    nan = logits.isnan()
+    count_greater, _ = greater_stats(logits.masked_fill(nan, float("-inf")))
+    return (count_greater < top_k.view(-1, 1).double()) & ~nan
 
 
 def _renormalize(probs: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-    kept = torch.where(keep & (probs > 0), probs.double(), 0.0)
+    kept = torch.where(keep, weights(probs).double(), 0.0)
     total = kept.sum(dim=-1, keepdim=True)
     return torch.where(total > 0, kept / total.clamp_min(1e-300), 0.0).float()
 
 
 def _sample(probs, keep, output, maybe_indices, gen) -> None:
-    """Draw one token per output row from the kept, positive probabilities."""
-    weights = torch.where(keep & (probs > 0), probs.double(), 0.0)
+    """Draw one token per output row from the kept, positive weights."""
+    w = torch.where(keep, weights(probs).double(), 0.0)
     if maybe_indices is not None:
-        weights = weights[maybe_indices.long()]
-    empty = weights.sum(dim=-1) <= 0
-    weights[empty, 0] = 1.0  # a row with nothing to draw samples token 0
-    if weights.size(0) > 0:
-        drawn = torch.multinomial(weights, 1, generator=gen).view(-1)
+        w = w[maybe_indices.long()]
+    empty = w.sum(dim=-1) <= 0
+    w[empty, 0] = 1.0  # a row with nothing to draw samples token 0
+    if w.size(0) > 0:
+        drawn = torch.multinomial(w, 1, generator=gen).view(-1)
         output.copy_(drawn.to(torch.int32))
 
 
@@ -206,49 +288,45 @@ def _sample(probs, keep, output, maybe_indices, gen) -> None:
 
 
 def top_k_renorm_probs(probs, renorm_probs, maybe_top_k_arr, top_k_val) -> None:
-    op = "top_k_renorm_probs"
-    _check_matrix(op, "probs", probs)
-    _check_matrix_output(op, "renorm_probs", renorm_probs, probs)
-    k = _top_k_rows(op, maybe_top_k_arr, top_k_val, probs)
+    VALIDATORS["top_k_renorm_probs"](probs, renorm_probs, maybe_top_k_arr, top_k_val)
+    k = top_k_rows(maybe_top_k_arr, top_k_val, probs)
     renorm_probs.copy_(_renormalize(probs, top_k_keep(probs, k)))
 
 
 def top_p_renorm_probs(probs, renorm_probs, maybe_top_p_arr, top_p_val) -> None:
-    op = "top_p_renorm_probs"
-    _check_matrix(op, "probs", probs)
-    _check_matrix_output(op, "renorm_probs", renorm_probs, probs)
-    p = _top_p_rows(op, maybe_top_p_arr, top_p_val, probs)
+    VALIDATORS["top_p_renorm_probs"](probs, renorm_probs, maybe_top_p_arr, top_p_val)
+    p = top_p_rows(maybe_top_p_arr, top_p_val, probs)
     renorm_probs.copy_(_renormalize(probs, top_p_keep(probs, p)))
 
 
 def top_k_mask_logits(logits, mask_logits, maybe_top_k_arr, top_k_val) -> None:
-    op = "top_k_mask_logits"
-    _check_matrix(op, "logits", logits)
-    _check_matrix_output(op, "mask_logits", mask_logits, logits)
-    k = _top_k_rows(op, maybe_top_k_arr, top_k_val, logits)
-    mask_logits.copy_(torch.where(top_k_keep(logits, k), logits, float("-inf")))
+    VALIDATORS["top_k_mask_logits"](logits, mask_logits, maybe_top_k_arr, top_k_val)
+    k = top_k_rows(maybe_top_k_arr, top_k_val, logits)
+    mask_logits.copy_(torch.where(top_k_logits_keep(logits, k), logits, float("-inf")))
 
 
 def sampling_from_probs(probs, output, maybe_indices, deterministic, gen) -> None:
-    _check_sampling_io("sampling_from_probs", probs, output, maybe_indices)
+    VALIDATORS["sampling_from_probs"](probs, output, maybe_indices)
     _sample(probs, torch.ones_like(probs, dtype=torch.bool), output, maybe_indices, gen)
 
 
 def top_k_sampling_from_probs(
     probs, output, maybe_indices, maybe_top_k_arr, top_k_val, deterministic, gen
 ) -> None:
-    op = "top_k_sampling_from_probs"
-    _check_sampling_io(op, probs, output, maybe_indices)
-    k = _top_k_rows(op, maybe_top_k_arr, top_k_val, probs)
+    VALIDATORS["top_k_sampling_from_probs"](
+        probs, output, maybe_indices, maybe_top_k_arr, top_k_val
+    )
+    k = top_k_rows(maybe_top_k_arr, top_k_val, probs)
     _sample(probs, top_k_keep(probs, k), output, maybe_indices, gen)
 
 
 def top_p_sampling_from_probs(
     probs, output, maybe_indices, maybe_top_p_arr, top_p_val, deterministic, gen
 ) -> None:
-    op = "top_p_sampling_from_probs"
-    _check_sampling_io(op, probs, output, maybe_indices)
-    p = _top_p_rows(op, maybe_top_p_arr, top_p_val, probs)
+    VALIDATORS["top_p_sampling_from_probs"](
+        probs, output, maybe_indices, maybe_top_p_arr, top_p_val
+    )
+    p = top_p_rows(maybe_top_p_arr, top_p_val, probs)
     _sample(probs, top_p_keep(probs, p), output, maybe_indices, gen)
 
 
@@ -263,11 +341,12 @@ def top_k_top_p_sampling_from_probs(
     deterministic,
     gen,
 ) -> None:
-    op = "top_k_top_p_sampling_from_probs"
-    _check_sampling_io(op, probs, output, maybe_indices)
-    k = _top_k_rows(op, maybe_top_k_arr, top_k_val, probs)
-    p = _top_p_rows(op, maybe_top_p_arr, top_p_val, probs)
-    stats = greater_stats(probs)
+    VALIDATORS["top_k_top_p_sampling_from_probs"](
+        probs, output, maybe_indices, maybe_top_k_arr, top_k_val, maybe_top_p_arr, top_p_val
+    )
+    k = top_k_rows(maybe_top_k_arr, top_k_val, probs)
+    p = top_p_rows(maybe_top_p_arr, top_p_val, probs)
+    stats = greater_stats(weights(probs))
     _sample(
         probs, top_k_keep(probs, k, stats) & top_p_keep(probs, p, stats), output, maybe_indices, gen
     )
@@ -276,9 +355,10 @@ def top_k_top_p_sampling_from_probs(
 def min_p_sampling_from_probs(
     probs, output, maybe_indices, maybe_min_p_arr, min_p_val, deterministic, gen
 ) -> None:
-    op = "min_p_sampling_from_probs"
-    _check_sampling_io(op, probs, output, maybe_indices)
-    m = _min_p_rows(op, maybe_min_p_arr, min_p_val, probs)
+    VALIDATORS["min_p_sampling_from_probs"](
+        probs, output, maybe_indices, maybe_min_p_arr, min_p_val
+    )
+    m = min_p_rows(maybe_min_p_arr, min_p_val, probs)
     _sample(probs, min_p_keep(probs, m), output, maybe_indices, gen)
 
 
