@@ -9,9 +9,10 @@ same way under torch.compile or on meta tensors.
 
 The contract (the FlashInfer 0.5.3 kernels with our patches compute the same):
 
-* Weights: an entry counts as its value if it is a finite number > 0; NaN, +-inf,
-  negative entries and zeros count as probability 0. Rows need not sum to 1: S is
-  the row's total weight.
+* Weights: NaN and negative entries weigh 0, others their value. Rows need not sum
+  to 1: S is the row's total weight. A row without a finite positive total (all
+  zero, NaN or negative; a +inf entry; a sum past the float32 range) is invalid and
+  weighs 0 everywhere.
 * top-k:  token i is kept iff w_i > 0 and fewer than k tokens have a larger weight
           (ties at the pivot are kept, unlike a sort-and-cut path).
 * top-p:  token i is kept iff w_i > 0 and the tokens of larger weight hold less than
@@ -19,8 +20,8 @@ The contract (the FlashInfer 0.5.3 kernels with our patches compute the same):
 * min-p:  token i is kept iff w_i > 0 and w_i >= min_p * max_j w_j.
 * joint:  kept by both top-k and top-p on the original row.
 
-Sampling draws from the kept tokens in proportion to their weight. A row with no
-positive weight samples token 0; its renormalised row is all zero. top_k_mask_logits
+Sampling draws from the kept tokens in proportion to their weight. An invalid row
+samples token 0; its renormalised row is all zero. top_k_mask_logits
 orders logits (+inf largest, NaN never kept) and sets the others to -inf.
 
 Per-row parameter arrays are clamped, never rejected (a range check would cost the GPU
@@ -215,8 +216,11 @@ def min_p_rows(arr, val, probs) -> torch.Tensor:
 
 
 def weights(probs: torch.Tensor) -> torch.Tensor:
-    """Each entry's weight: itself if finite and > 0, else 0 (NaN, +-inf, negatives)."""
-    return torch.where(torch.isfinite(probs) & (probs > 0), probs, 0.0)
+    """Each entry's weight: NaN and negatives weigh 0; an invalid row (no finite positive
+    total, summed in float32 as the kernels do) weighs 0 everywhere."""
+    w = torch.where(probs > 0, probs, 0.0)
+    total = w.sum(dim=-1, keepdim=True)
+    return torch.where((total > 0) & torch.isfinite(total), w, 0.0)
 
 
 def greater_stats(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -248,8 +252,9 @@ def top_p_keep(probs: torch.Tensor, top_p: torch.Tensor, stats=None) -> torch.Te
     p = top_p.view(-1, 1).double()
     total = w.double().sum(dim=-1, keepdim=True)
     # p >= 1 keeps every token, as the kernels' fast path does, even when float
-    # rounding puts the mass above a token at or over the total.
-    return ((sum_greater < p * total) | (p >= 1)) & (w > 0)
+    # rounding puts the mass above a token at or over the total; the most likely token
+    # (nothing above it) is kept even where p * total underflows.
+    return ((sum_greater < p * total) | (p >= 1) | (sum_greater == 0)) & (w > 0)
 
 
 def min_p_keep(probs: torch.Tensor, min_p: torch.Tensor) -> torch.Tensor:
