@@ -11,6 +11,8 @@ against the CPU reference) and prints it; each case is one test here.
 CPU: one child per case family. GPU: one child runs the cases in order and a new one
 takes over after a timeout, a crash or a fault that leaves the device unusable;
 SGL_HAZARD_ISOLATE=1 starts one child per case instead (slower, strictest).
+SGL_HAZARD_RESULTS=path writes every case's result there as JSON (for the records
+under sgl-kernel/benchmark/results/).
 """
 
 import json
@@ -122,6 +124,9 @@ def result_of(device: str, name: str) -> dict:
             or (device != "cpu")
         ]
         _CACHE[key] = run_cases(device, batch)
+        if os.environ.get("SGL_HAZARD_RESULTS"):  # a JSON record of every case run so far
+            record = {f"{d}/{n}": r for (d, _), rs in _CACHE.items() for n, r in rs.items()}
+            Path(os.environ["SGL_HAZARD_RESULTS"]).write_text(json.dumps(record, indent=1))
     return _CACHE[key][name]
 
 
