@@ -584,7 +584,12 @@ for _case in OP_CASES:
             f"{_case.id}-per-row-params-out-of-range", _case.id, _x, _p, want=_want, family="args"
         )
     else:
-        op_hazard(f"{_case.id}-per-row-params-out-of-range", _case.id, _x, _p, family="args")
+        _logits = torch.log(peaked(7, 300, 0))
+        _only = torch.full_like(_logits, -INF).scatter_(1, _best[:, None], _logits.amax(-1, True))
+        _want = {r: _only[r].tolist() for r in range(5)}
+        op_hazard(
+            f"{_case.id}-per-row-params-out-of-range", _case.id, _x, _p, want=_want, family="args"
+        )
 
 # indices with distinct per-row parameters (every row's filter differs; output rows
 # visit the probs rows out of order and repeatedly).

@@ -112,16 +112,16 @@ def run_cases(device: str, names: list) -> dict:
 _CACHE: dict = {}
 
 
-def result_of(device: str, name: str) -> dict:
-    """Run the case's batch on first use: per family on the CPU, all cases on a GPU."""
+def result_of(device: str, name: str, selected: set) -> dict:
+    """Run the case's batch on first use: per family on the CPU, every case on a GPU;
+    only the cases this session selected (pytest -k)."""
     hazard = hazard_cases.CASES[name]
     key = (device, hazard.family if device == "cpu" else "all")
     if key not in _CACHE:
         batch = [
             n
             for n, h in hazard_cases.CASES.items()
-            if (device == "cpu" and h.family == hazard.family and not h.gpu_only)
-            or (device != "cpu")
+            if n in selected and (device != "cpu" or (h.family == hazard.family and not h.gpu_only))
         ]
         _CACHE[key] = run_cases(device, batch)
         if os.environ.get("SGL_HAZARD_RESULTS"):  # a JSON record of every case run so far
@@ -130,11 +130,20 @@ def result_of(device: str, name: str) -> dict:
     return _CACHE[key][name]
 
 
+def _selected(request, device: str) -> set:
+    return {
+        item.callspec.params["name"]
+        for item in request.session.items
+        if getattr(item, "originalname", None) == "test_hazard"
+        and item.callspec.params.get("device") == device
+    }
+
+
 @pytest.mark.parametrize("name", list(hazard_cases.CASES))
-def test_hazard(device, name):
+def test_hazard(device, name, request):
     if hazard_cases.CASES[name].gpu_only and device == "cpu":
         pytest.skip("GPU-only size (the CPU reference is too slow for CI)")
-    result = result_of(device, name)
+    result = result_of(device, name, _selected(request, device))
     assert result["ok"], result["error"]
 
 
