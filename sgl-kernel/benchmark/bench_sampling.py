@@ -1,13 +1,21 @@
-"""Benchmark every sgl_kernel sampling op against the torch-native sort-based path.
+"""Benchmark every sgl_kernel sampling op against the torch-native sort-based path and
+FlashInfer's own launchers.
 
     python sgl-kernel/benchmark/bench_sampling.py [--csv out.csv] [--plot out.png]
+        [--flashinfer 0.5.3=INCLUDE_DIR] [--flashinfer 0.7.2.post1=INCLUDE_DIR]
     python sgl-kernel/benchmark/bench_sampling.py --plot out.png --from-csv results.csv
 
-Both paths run in the same process on the same inputs. Each number is the median of
+Every path runs in the same process on the same inputs. --flashinfer builds
+flashinfer_launchers.cu (FlashInfer's unpatched launchers behind a minimal binding)
+against the headers of that release: the baseline our patches are measured against.
+Each device-time number is the median of
 --runs timed calls (device events around each call, L2 flushed before each, no host
 sync in between: see median_us) after --warmup untimed calls.
 "one read" is the time to read the probabilities once at the device-to-device copy
 bandwidth measured at start-up; "x read" = kernel time / one read.
+
+"host us" is the CPU time of one call of our wrapper while the GPU is busy (the launch
+cost a decode step pays on the host), measured once per op at the smallest size.
 
 The torch-native path is what SGLang's `pytorch` sampling backend does: sort each
 row, cut by top-k / top-p / min-p on the sorted row, renormalise or draw with
@@ -18,8 +26,11 @@ from __future__ import annotations
 
 import argparse
 import csv
+import importlib.util
+import os
 import statistics
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -107,6 +118,78 @@ def cases():
     }
 
 
+# --------------------------------------------------------------------------- FlashInfer
+
+
+def _curand_include_dirs() -> list[str]:
+    cuda_home = os.environ.get("CUDA_HOME", "/usr/local/cuda")
+    if (Path(cuda_home) / "include" / "curand_kernel.h").is_file():
+        return []
+    spec = importlib.util.find_spec("nvidia")
+    for root in (spec.submodule_search_locations or []) if spec else []:
+        for header in sorted(Path(root).glob("**/include/curand_kernel.h")):
+            return [str(header.parent)]
+    return []
+
+
+def load_flashinfer_launchers(version: str, include_dir: str):
+    """FlashInfer `version`'s unpatched launchers (flashinfer_launchers.cu), built against
+    the headers in include_dir (the folder holding flashinfer/sampling.cuh)."""
+    from torch.utils.cpp_extension import load
+
+    flags = [
+        "-O3",
+        "--expt-relaxed-constexpr",
+        "-U__CUDA_NO_HALF_OPERATORS__",
+        "-U__CUDA_NO_HALF_CONVERSIONS__",
+        "-U__CUDA_NO_BFLOAT16_CONVERSIONS__",
+        "-U__CUDA_NO_HALF2_OPERATORS__",
+    ]
+    if not version.startswith("0.5."):
+        flags.append("-DFLASHINFER_072")
+    return load(
+        name="flashinfer_launchers_" + version.replace(".", "_"),
+        sources=[str(Path(__file__).with_name("flashinfer_launchers.cu"))],
+        extra_include_paths=[include_dir] + _curand_include_dirs(),
+        extra_cuda_cflags=flags,
+        verbose=False,
+    )
+
+
+def flashinfer_cases(fi):
+    """name -> call of FlashInfer's launcher for the same op (missing where not bound).
+
+    The Philox offset advances between calls by what our ops reserve (32 per row for the
+    rejection samplers), so both draw fresh numbers every call."""
+    state = {"offset": 0}
+
+    def rng(probs):
+        state["offset"] += 32 * probs.size(0)
+        return 0, state["offset"]
+
+    def ids(probs):
+        return torch.empty(probs.size(0), dtype=torch.int32, device=probs.device)
+
+    def top_k_first(p):
+        renormed = torch.empty_like(p)
+        fi.top_k_renorm(p, renormed, TOP_K)
+        fi.top_p_sampling(renormed, ids(p), TOP_P, *rng(p))
+
+    out = {
+        "top_p_renorm_probs": lambda p, lg: fi.top_p_renorm(p, torch.empty_like(p), TOP_P),
+        "sampling_from_probs": lambda p, lg: fi.sampling(p, ids(p), *rng(p)),
+        "top_k_sampling_from_probs": lambda p, lg: fi.top_k_sampling(p, ids(p), TOP_K, *rng(p)),
+        "top_p_sampling_from_probs": lambda p, lg: fi.top_p_sampling(p, ids(p), TOP_P, *rng(p)),
+        "top_k_top_p_joint": lambda p, lg: fi.joint_sampling(p, ids(p), TOP_K, TOP_P, *rng(p)),
+        "min_p_sampling_from_probs": lambda p, lg: fi.min_p_sampling(p, ids(p), MIN_P, *rng(p)),
+    }
+    if hasattr(fi, "top_k_renorm"):
+        out["top_k_renorm_probs"] = lambda p, lg: fi.top_k_renorm(p, torch.empty_like(p), TOP_K)
+        out["top_k_mask_logits"] = lambda p, lg: fi.top_k_mask(lg, torch.empty_like(lg), TOP_K)
+        out["top_k_top_p_top_k_first"] = lambda p, lg: top_k_first(p)
+    return out
+
+
 # --------------------------------------------------------------------------- timing
 
 
@@ -137,6 +220,21 @@ def median_us(fn, device, warmup, runs, flush_bytes=256 << 20):
     return statistics.median(start.elapsed_time(end) * 1000.0 for start, end in events)
 
 
+def host_us(fn, device, calls=200) -> float:
+    """CPU time of one call while the GPU is busy: the queue never blocks the host, so
+    this is the launch cost alone (validation, allocation, dispatch)."""
+    for _ in range(5):
+        fn()
+    torch.cuda.synchronize(device)
+    torch.cuda._sleep(200_000_000)  # keeps the GPU busy well past the timed calls
+    start = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    elapsed = time.perf_counter() - start
+    torch.cuda.synchronize(device)
+    return elapsed / calls * 1e6
+
+
 def copy_bandwidth(device) -> float:
     """Bytes per second of a large device-to-device copy, counting read + write."""
     src = torch.empty(256 << 20, dtype=torch.uint8, device=device)
@@ -145,12 +243,15 @@ def copy_bandwidth(device) -> float:
     return 2 * src.numel() / (us * 1e-6)
 
 
-def run(device, batches, vocabs, ops, warmup, runs, log=print):
+def run(device, batches, vocabs, ops, warmup, runs, flashinfer=None, log=print):
+    """flashinfer: {version: launchers module}; their times go in columns fi_<version>_us."""
     bandwidth = copy_bandwidth(device)
     log(f"# device-to-device copy: {bandwidth / 1e12:.2f} TB/s (read + write)")
     all_cases = cases()
+    fi_cases = {v: flashinfer_cases(m) for v, m in (flashinfer or {}).items()}
     rows = []
     gen = torch.Generator(device=device).manual_seed(0)
+    host = {}
     for vocab in vocabs:
         for batch in batches:
             logits = torch.randn(batch, vocab, device=device, generator=gen) * 3
@@ -161,6 +262,8 @@ def run(device, batches, vocabs, ops, warmup, runs, log=print):
                 kernel, native = all_cases[name]
                 k_us = median_us(lambda: kernel(probs, logits), device, warmup, runs)
                 t_us = median_us(lambda: native(probs, logits), device, warmup, runs)
+                if name not in host and device.type == "cuda":
+                    host[name] = host_us(lambda: kernel(probs, logits), device)
                 row = {
                     "op": name,
                     "batch": batch,
@@ -170,11 +273,19 @@ def run(device, batches, vocabs, ops, warmup, runs, log=print):
                     "speedup": round(t_us / k_us, 2),
                     "one_read_us": round(one_read_us, 2),
                     "x_read": round(k_us / one_read_us, 1),
+                    "host_us": round(host.get(name, float("nan")), 1),
                 }
+                line = f"{name:28s} {batch:4d} x {vocab:6d}  kernel {k_us:8.1f} us"
+                for version, fcases in fi_cases.items():
+                    f_us = float("nan")
+                    if name in fcases:
+                        f_us = median_us(lambda: fcases[name](probs, logits), device, warmup, runs)
+                    row[f"fi_{version}_us"] = round(f_us, 1)
+                    line += f"  FI {version} {f_us:8.1f} us"
                 rows.append(row)
                 log(
-                    f"{name:28s} {batch:4d} x {vocab:6d}  kernel {k_us:8.1f} us  torch {t_us:8.1f} us"
-                    f"  speed-up {t_us / k_us:6.1f}x  {k_us / one_read_us:8.1f}x one read"
+                    f"{line}  torch {t_us:8.1f} us  speed-up {t_us / k_us:6.1f}x"
+                    f"  {k_us / one_read_us:6.1f}x one read  host {row['host_us']:.1f} us"
                 )
     return rows
 
@@ -197,14 +308,19 @@ def read_csv(path):
 
 
 def write_markdown(rows, path, title):
-    """One table per vocab: kernel us, torch-native us and speed-up per op and batch."""
+    """One table per vocab: our kernel, FlashInfer's launchers (when measured), the
+    torch-native path and the speed-up over it, per op and batch; then host cost per call."""
     batches = sorted({int(r["batch"]) for r in rows})
+    fi_cols = [k for k in rows[0] if k.startswith("fi_")]
+    fi_names = " / ".join("FlashInfer " + k[3:-3] for k in fi_cols)
     lines = [f"# {title}", ""]
     for vocab in sorted({int(r["vocab"]) for r in rows}):
         lines += [
             f"## vocab {vocab}",
             "",
-            "kernel us / torch-native us (speed-up); x one read of the probabilities",
+            "device us: sgl_kernel"
+            + (f" / {fi_names}" if fi_cols else "")
+            + " / torch-native (speed-up over torch-native); x one read of the probabilities",
             "",
         ]
         lines.append("| op | " + " | ".join(f"batch {b}" for b in batches) + " |")
@@ -220,12 +336,22 @@ def write_markdown(rows, path, title):
                     ),
                     None,
                 )
+                if r is None:
+                    cells.append("")
+                    continue
+                times = [f"{r['kernel_us']:.1f}"] + [
+                    "-" if r[c] != r[c] else f"{r[c]:.1f}" for c in fi_cols
+                ]
                 cells.append(
-                    ""
-                    if r is None
-                    else f"{r['kernel_us']:.1f} / {r['torch_us']:.1f} ({r['speedup']:.1f}x); {r['x_read']:.0f}x"
+                    " / ".join(times)
+                    + f" / {r['torch_us']:.1f} ({r['speedup']:.1f}x); {r['x_read']:.0f}x"
                 )
             lines.append(f"| {op} | " + " | ".join(cells) + " |")
+        lines.append("")
+    if "host_us" in rows[0]:
+        lines += ["## host cost per call (CPU us, GPU busy)", "", "| op | host us |", "|---|---|"]
+        for op in dict.fromkeys(r["op"] for r in rows):
+            lines.append(f"| {op} | {next(r['host_us'] for r in rows if r['op'] == op):.1f} |")
         lines.append("")
     Path(path).write_text("\n".join(lines))
 
@@ -278,6 +404,13 @@ def main(argv=None):
     parser.add_argument("--plot", type=Path, help="write a PNG: time vs batch per op and vocab")
     parser.add_argument("--markdown", type=Path, help="write the results as markdown tables")
     parser.add_argument("--from-csv", type=Path, help="report an earlier CSV instead of measuring")
+    parser.add_argument(
+        "--flashinfer",
+        action="append",
+        default=[],
+        metavar="VERSION=INCLUDE_DIR",
+        help="also time FlashInfer VERSION's own launchers, built against INCLUDE_DIR",
+    )
     parser.add_argument("--title", default="sgl_kernel sampling vs torch-native")
     args = parser.parse_args(argv)
 
@@ -292,7 +425,11 @@ def main(argv=None):
         print(
             f"# {torch.cuda.get_device_name(device) if device.type == 'cuda' else device}, torch {torch.__version__}"
         )
-        rows = run(device, args.batches, args.vocabs, ops, args.warmup, args.runs)
+        flashinfer = {}
+        for spec in args.flashinfer:
+            version, _, include_dir = spec.partition("=")
+            flashinfer[version] = load_flashinfer_launchers(version, include_dir)
+        rows = run(device, args.batches, args.vocabs, ops, args.warmup, args.runs, flashinfer)
     if args.csv:
         write_csv(rows, args.csv)
     if args.markdown:

@@ -1,7 +1,6 @@
 // Declarations of the sgl_kernel sampling ops built for MUSA (and, from the same
-// sources, for CUDA). The schemas live in csrc/common_extension_musa.cc; the host
-// bindings in csrc/sampling/sampling.cu. Scalar schema types map to C++ as
-// float -> double, int -> int64_t, Tensor? -> std::optional<at::Tensor>,
+// sources, for CUDA). The host bindings and the schemas live in csrc/sampling/sampling.cu. Scalar
+// schema types map to C++ as float -> double, int -> int64_t, Tensor? -> std::optional<at::Tensor>,
 // Generator? -> std::optional<at::Generator>.
 #pragma once
 
@@ -24,6 +23,9 @@
                                         nullptr, 0, nullptr};                              \
     return PyModule_Create(&module);                                                       \
   }
+
+// Adds every sampling op's schema and GPU impl to a TORCH_LIBRARY_EXPAND(sgl_kernel, m) block.
+void register_sampling_ops(torch::Library& m);
 
 // Renormalisation and masking (no randomness).
 void top_k_renorm_probs(at::Tensor probs, at::Tensor renorm_probs,

@@ -10,7 +10,10 @@
 #include <ATen/cuda/CUDAContext.h>
 #include <ATen/cuda/CUDAGeneratorImpl.h>
 #include <c10/cuda/CUDAGuard.h>
+#include <torch/library.h>
+#include <torch/types.h>  // torch::kCUDA
 
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <flashinfer/sampling.cuh>
@@ -60,9 +63,13 @@ std::string dtype_name(at::ScalarType t) {
   }
 }
 
-// Messages are built from strings only: streaming numbers, shapes or devices through
-// c10::str (TORCH_CHECK) from this nvcc-compiled file segfaulted on the H100 build
-// (torch 2.11, nvcc 13.0), while string pieces work. Hence these formatters.
+// Messages are built from strings only, never by streaming a number, shape or device
+// through TORCH_CHECK / c10::str. Measured on the device image (2026-11-28: gcc 13.3,
+// nvcc 13.0, torch 2.11.0+cu130): a minimal extension built by torch's own
+// torch.utils.cpp_extension.load() with default flags segfaults when TORCH_CHECK streams
+// an int64_t, a double or t.sizes() -- from a .cpp compiled by gcc as much as from a
+// .cu, with -std=c++17 or c++20 -- while strings and t.device() work. The cause is that
+// image's toolchain/library pairing, not this build; keep these formatters.
 std::string num_str(double v) {
   char buf[32];
   std::snprintf(buf, sizeof(buf), "%g", v);  // like Python's f"{v:g}"
@@ -133,15 +140,23 @@ T* row_param(const char* op, const char* name, const std::optional<at::Tensor>& 
   return static_cast<T*>(arr->data_ptr());
 }
 
+// top_k_val: any integer >= 1; values >= vocab keep every token. Checked and clamped in
+// its own type, so no value overflows a cast (2**53 + 1, 2**63 - 1, inf are all handled).
+void check_top_k(const char* op, int64_t top_k_val) {
+  TORCH_CHECK(top_k_val >= 1, op,
+              ": top_k_val must be an integer >= 1 (values >= vocab disable top-k), got ",
+              int_str(top_k_val));
+}
+
 void check_top_k(const char* op, double top_k_val) {
-  TORCH_CHECK(top_k_val >= 1 && top_k_val == static_cast<double>(static_cast<int64_t>(top_k_val)),
-              op, ": top_k_val must be an integer >= 1 (values >= vocab disable top-k), got ",
+  TORCH_CHECK(std::isfinite(top_k_val) && top_k_val >= 1 && top_k_val == std::floor(top_k_val), op,
+              ": top_k_val must be an integer >= 1 (values >= vocab disable top-k), got ",
               num_str(top_k_val));
 }
 
-// k >= vocab keeps every token, so clamping to the vocab keeps the meaning and fits int32.
-uint32_t clamp_top_k(double top_k_val, uint32_t vocab) {
-  return top_k_val >= vocab ? vocab : static_cast<uint32_t>(top_k_val);
+template <typename T>
+uint32_t clamp_top_k(T top_k_val, uint32_t vocab) {
+  return top_k_val >= static_cast<T>(vocab) ? vocab : static_cast<uint32_t>(top_k_val);
 }
 
 void check_top_p(const char* op, double top_p_val) {
@@ -220,53 +235,77 @@ cudaStream_t current_stream(const at::Tensor& t) {
   return at::cuda::getCurrentCUDAStream(t.get_device());
 }
 
+// What every filter op (renormalisation, masking) does after its checks: nothing for an
+// empty batch, then the device guard and the launch on the current stream, a launch
+// error turned into an exception.
+template <typename Launch>
+void run_filter(const char* op, const at::Tensor& in, const at::Tensor& out, Launch launch) {
+  if (in.size(0) == 0) return;
+  const c10::cuda::OptionalCUDAGuard guard(in.device());
+  check_launch(
+      op, launch(in.data_ptr<float>(), out.data_ptr<float>(), static_cast<uint32_t>(in.size(0)),
+                 static_cast<uint32_t>(in.size(1)), current_stream(in)));
+}
+
+void check_filter_io(const char* op, const char* in_name, const char* out_name,
+                     const at::Tensor& in, const at::Tensor& out) {
+  check_gpu_matrix(op, in_name, in);
+  check_matrix_output(op, out_name, out, in);
+}
+
+// What every sampling op does after checking its arguments: nothing for an empty batch,
+// then the device guard, `draws_per_row` Philox numbers per output row taken from the
+// generator, and the launch on the current stream.
+template <typename Launch>
+void run_sampling(const char* op, const SamplingIO& io, const at::Tensor& probs,
+                  const std::optional<at::Generator>& gen, uint64_t draws_per_row, Launch launch) {
+  if (io.rows == 0) return;
+  const c10::cuda::OptionalCUDAGuard guard(probs.device());
+  auto [seed, offset] = philox_seed_offset(op, gen, probs, draws_per_row * io.rows);
+  check_launch(op, launch(seed, offset, current_stream(probs)));
+}
+
 }  // namespace
 
 void top_k_renorm_probs(at::Tensor probs, at::Tensor renorm_probs,
                         std::optional<at::Tensor> maybe_top_k_arr, int64_t top_k_val) {
   constexpr const char* op = "top_k_renorm_probs";
-  check_gpu_matrix(op, "probs", probs);
-  check_matrix_output(op, "renorm_probs", renorm_probs, probs);
+  check_filter_io(op, "probs", "renorm_probs", probs, renorm_probs);
   auto* top_k_arr = row_param<int32_t>(op, "maybe_top_k_arr", maybe_top_k_arr, at::kInt, probs);
   if (top_k_arr == nullptr) check_top_k(op, top_k_val);
-  if (probs.size(0) == 0) return;
-  const c10::cuda::OptionalCUDAGuard guard(probs.device());
-  const uint32_t vocab = probs.size(1);
-  check_launch(
-      op, fi::TopKRenormProb<float, int32_t>(
-              probs.data_ptr<float>(), renorm_probs.data_ptr<float>(), top_k_arr, probs.size(0),
-              top_k_arr ? 0 : clamp_top_k(top_k_val, vocab), vocab, current_stream(probs)));
+  run_filter(op, probs, renorm_probs,
+             [&](float* in, float* out, uint32_t rows, uint32_t vocab, cudaStream_t stream) {
+               return fi::TopKRenormProb<float, int32_t>(
+                   in, out, top_k_arr, rows, top_k_arr ? 0 : clamp_top_k(top_k_val, vocab), vocab,
+                   stream);
+             });
 }
 
 void top_p_renorm_probs(at::Tensor probs, at::Tensor renorm_probs,
                         std::optional<at::Tensor> maybe_top_p_arr, double top_p_val) {
   constexpr const char* op = "top_p_renorm_probs";
-  check_gpu_matrix(op, "probs", probs);
-  check_matrix_output(op, "renorm_probs", renorm_probs, probs);
+  check_filter_io(op, "probs", "renorm_probs", probs, renorm_probs);
   auto* top_p_arr = row_param<float>(op, "maybe_top_p_arr", maybe_top_p_arr, at::kFloat, probs);
   if (top_p_arr == nullptr) check_top_p(op, top_p_val);
-  if (probs.size(0) == 0) return;
-  const c10::cuda::OptionalCUDAGuard guard(probs.device());
-  check_launch(op,
-               fi::TopPRenormProb<float>(probs.data_ptr<float>(), renorm_probs.data_ptr<float>(),
-                                         top_p_arr, probs.size(0), static_cast<float>(top_p_val),
-                                         probs.size(1), current_stream(probs)));
+  run_filter(op, probs, renorm_probs,
+             [&](float* in, float* out, uint32_t rows, uint32_t vocab, cudaStream_t stream) {
+               return fi::TopPRenormProb<float>(in, out, top_p_arr, rows,
+                                                static_cast<float>(top_p_val), vocab, stream);
+             });
 }
 
 void top_k_mask_logits(at::Tensor logits, at::Tensor mask_logits,
                        std::optional<at::Tensor> maybe_top_k_arr, int64_t top_k_val) {
   constexpr const char* op = "top_k_mask_logits";
-  check_gpu_matrix(op, "logits", logits);
-  check_matrix_output(op, "mask_logits", mask_logits, logits);
+  check_filter_io(op, "logits", "mask_logits", logits, mask_logits);
   auto* top_k_arr = row_param<int32_t>(op, "maybe_top_k_arr", maybe_top_k_arr, at::kInt, logits);
   if (top_k_arr == nullptr) check_top_k(op, top_k_val);
-  if (logits.size(0) == 0) return;
-  const c10::cuda::OptionalCUDAGuard guard(logits.device());
-  const uint32_t vocab = logits.size(1);
-  check_launch(
-      op, fi::TopKMaskLogits<float, int32_t>(
-              logits.data_ptr<float>(), mask_logits.data_ptr<float>(), top_k_arr, logits.size(0),
-              top_k_arr ? 0 : clamp_top_k(top_k_val, vocab), vocab, current_stream(logits)));
+  run_filter(op, logits, mask_logits,
+             [&](float* in, float* out, uint32_t rows, uint32_t vocab, cudaStream_t stream) {
+               return fi::TopKMaskLogits<float, int32_t>(
+                   in, out, top_k_arr, rows, top_k_arr ? 0 : clamp_top_k(top_k_val, vocab), vocab,
+                   stream);
+             });
 }
 
 void sampling_from_probs(at::Tensor probs, at::Tensor output,
@@ -274,12 +313,12 @@ void sampling_from_probs(at::Tensor probs, at::Tensor output,
                          std::optional<at::Generator> gen) {
   constexpr const char* op = "sampling_from_probs";
   const SamplingIO io = check_sampling_io(op, probs, output, maybe_indices);
-  if (io.rows == 0) return;
-  const c10::cuda::OptionalCUDAGuard guard(probs.device());
-  auto [seed, offset] = philox_seed_offset(op, gen, probs, kSinglePassDrawsPerRow * io.rows);
-  check_launch(
-      op, fi::SamplingFromProb<float, int32_t>(io.probs, io.output, io.indices, io.rows, io.vocab,
-                                               deterministic, seed, offset, current_stream(probs)));
+  run_sampling(op, io, probs, gen, kSinglePassDrawsPerRow,
+               [&](uint64_t seed, uint64_t offset, cudaStream_t stream) {
+                 return fi::SamplingFromProb<float, int32_t>(io.probs, io.output, io.indices,
+                                                             io.rows, io.vocab, deterministic, seed,
+                                                             offset, stream);
+               });
 }
 
 void top_k_sampling_from_probs(at::Tensor probs, at::Tensor output,
@@ -290,13 +329,13 @@ void top_k_sampling_from_probs(at::Tensor probs, at::Tensor output,
   const SamplingIO io = check_sampling_io(op, probs, output, maybe_indices);
   auto* top_k_arr = row_param<int32_t>(op, "maybe_top_k_arr", maybe_top_k_arr, at::kInt, probs);
   if (top_k_arr == nullptr) check_top_k(op, top_k_val);
-  if (io.rows == 0) return;
-  const c10::cuda::OptionalCUDAGuard guard(probs.device());
-  auto [seed, offset] = philox_seed_offset(op, gen, probs, kRejectionDrawsPerRow * io.rows);
-  check_launch(op, fi::TopKSamplingFromProb<float, int32_t>(
-                       io.probs, io.output, io.indices, top_k_arr, io.rows,
-                       top_k_arr ? 0 : clamp_top_k(top_k_val, io.vocab), io.vocab, deterministic,
-                       seed, offset, current_stream(probs)));
+  run_sampling(op, io, probs, gen, kRejectionDrawsPerRow,
+               [&](uint64_t seed, uint64_t offset, cudaStream_t stream) {
+                 return fi::TopKSamplingFromProb<float, int32_t>(
+                     io.probs, io.output, io.indices, top_k_arr, io.rows,
+                     top_k_arr ? 0 : clamp_top_k(top_k_val, io.vocab), io.vocab, deterministic,
+                     seed, offset, stream);
+               });
 }
 
 void top_p_sampling_from_probs(at::Tensor probs, at::Tensor output,
@@ -307,13 +346,12 @@ void top_p_sampling_from_probs(at::Tensor probs, at::Tensor output,
   const SamplingIO io = check_sampling_io(op, probs, output, maybe_indices);
   auto* top_p_arr = row_param<float>(op, "maybe_top_p_arr", maybe_top_p_arr, at::kFloat, probs);
   if (top_p_arr == nullptr) check_top_p(op, top_p_val);
-  if (io.rows == 0) return;
-  const c10::cuda::OptionalCUDAGuard guard(probs.device());
-  auto [seed, offset] = philox_seed_offset(op, gen, probs, kRejectionDrawsPerRow * io.rows);
-  check_launch(
-      op, fi::TopPSamplingFromProb<float, int32_t>(
-              io.probs, io.output, io.indices, top_p_arr, io.rows, static_cast<float>(top_p_val),
-              io.vocab, deterministic, seed, offset, current_stream(probs)));
+  run_sampling(op, io, probs, gen, kRejectionDrawsPerRow,
+               [&](uint64_t seed, uint64_t offset, cudaStream_t stream) {
+                 return fi::TopPSamplingFromProb<float, int32_t>(
+                     io.probs, io.output, io.indices, top_p_arr, io.rows,
+                     static_cast<float>(top_p_val), io.vocab, deterministic, seed, offset, stream);
+               });
 }
 
 void top_k_top_p_sampling_from_probs(at::Tensor probs, at::Tensor output,
@@ -327,14 +365,14 @@ void top_k_top_p_sampling_from_probs(at::Tensor probs, at::Tensor output,
   auto* top_p_arr = row_param<float>(op, "maybe_top_p_arr", maybe_top_p_arr, at::kFloat, probs);
   if (top_k_arr == nullptr) check_top_k(op, top_k_val);
   if (top_p_arr == nullptr) check_top_p(op, top_p_val);
-  if (io.rows == 0) return;
-  const c10::cuda::OptionalCUDAGuard guard(probs.device());
-  auto [seed, offset] = philox_seed_offset(op, gen, probs, kRejectionDrawsPerRow * io.rows);
-  const int32_t top_k = top_k_arr ? 0 : static_cast<int32_t>(clamp_top_k(top_k_val, io.vocab));
-  check_launch(op, fi::TopKTopPSamplingFromProb<float, int32_t>(
-                       io.probs, top_k_arr, top_p_arr, io.output, io.indices, io.rows, top_k,
-                       static_cast<float>(top_p_val), io.vocab, deterministic, seed, offset,
-                       current_stream(probs)));
+  run_sampling(op, io, probs, gen, kRejectionDrawsPerRow,
+               [&](uint64_t seed, uint64_t offset, cudaStream_t stream) {
+                 const int32_t top_k =
+                     top_k_arr ? 0 : static_cast<int32_t>(clamp_top_k(top_k_val, io.vocab));
+                 return fi::TopKTopPSamplingFromProb<float, int32_t>(
+                     io.probs, top_k_arr, top_p_arr, io.output, io.indices, io.rows, top_k,
+                     static_cast<float>(top_p_val), io.vocab, deterministic, seed, offset, stream);
+               });
 }
 
 void min_p_sampling_from_probs(at::Tensor probs, at::Tensor output,
@@ -345,11 +383,59 @@ void min_p_sampling_from_probs(at::Tensor probs, at::Tensor output,
   const SamplingIO io = check_sampling_io(op, probs, output, maybe_indices);
   auto* min_p_arr = row_param<float>(op, "maybe_min_p_arr", maybe_min_p_arr, at::kFloat, probs);
   if (min_p_arr == nullptr) check_min_p(op, min_p_val);
-  if (io.rows == 0) return;
-  const c10::cuda::OptionalCUDAGuard guard(probs.device());
-  auto [seed, offset] = philox_seed_offset(op, gen, probs, kSinglePassDrawsPerRow * io.rows);
-  check_launch(
-      op, fi::MinPSamplingFromProb<float, int32_t>(
-              io.probs, min_p_arr, io.output, io.indices, io.rows, static_cast<float>(min_p_val),
-              io.vocab, deterministic, seed, offset, current_stream(probs)));
+  run_sampling(op, io, probs, gen, kSinglePassDrawsPerRow,
+               [&](uint64_t seed, uint64_t offset, cudaStream_t stream) {
+                 return fi::MinPSamplingFromProb<float, int32_t>(
+                     io.probs, min_p_arr, io.output, io.indices, io.rows,
+                     static_cast<float>(min_p_val), io.vocab, deterministic, seed, offset, stream);
+               });
+}
+
+// The sampling ops' schemas and GPU impls, added to a TORCH_LIBRARY_EXPAND(sgl_kernel, m)
+// block by one line, `register_sampling_ops(m);` (ours in common_extension_musa.cc, or
+// upstream's MUSA registration file). Written outputs are annotated Tensor(a!) so the
+// dispatcher and torch.compile know they are mutated. The impls are registered under
+// torch::kCUDA, which torchada ports to the MUSA key (PrivateUse1); the CPU reference
+// and the fakes are registered from Python (sgl_kernel/_registration.py).
+void register_sampling_ops(torch::Library& m) {
+  m.def(
+      "top_k_renorm_probs(Tensor probs, Tensor(a!) renorm_probs, Tensor? maybe_top_k_arr, "
+      "int top_k_val) -> ()");
+  m.impl("top_k_renorm_probs", torch::kCUDA, &top_k_renorm_probs);
+
+  m.def(
+      "top_p_renorm_probs(Tensor probs, Tensor(a!) renorm_probs, Tensor? maybe_top_p_arr, "
+      "float top_p_val) -> ()");
+  m.impl("top_p_renorm_probs", torch::kCUDA, &top_p_renorm_probs);
+
+  m.def(
+      "top_k_mask_logits(Tensor logits, Tensor(a!) mask_logits, Tensor? maybe_top_k_arr, "
+      "int top_k_val) -> ()");
+  m.impl("top_k_mask_logits", torch::kCUDA, &top_k_mask_logits);
+
+  m.def(
+      "sampling_from_probs(Tensor probs, Tensor(a!) output, Tensor? maybe_indices, "
+      "bool deterministic, Generator? gen) -> ()");
+  m.impl("sampling_from_probs", torch::kCUDA, &sampling_from_probs);
+
+  m.def(
+      "top_k_sampling_from_probs(Tensor probs, Tensor(a!) output, Tensor? maybe_indices, "
+      "Tensor? maybe_top_k_arr, int top_k_val, bool deterministic, Generator? gen) -> ()");
+  m.impl("top_k_sampling_from_probs", torch::kCUDA, &top_k_sampling_from_probs);
+
+  m.def(
+      "top_p_sampling_from_probs(Tensor probs, Tensor(a!) output, Tensor? maybe_indices, "
+      "Tensor? maybe_top_p_arr, float top_p_val, bool deterministic, Generator? gen) -> ()");
+  m.impl("top_p_sampling_from_probs", torch::kCUDA, &top_p_sampling_from_probs);
+
+  m.def(
+      "top_k_top_p_sampling_from_probs(Tensor probs, Tensor(a!) output, Tensor? maybe_indices, "
+      "Tensor? maybe_top_k_arr, float top_k_val, Tensor? maybe_top_p_arr, float top_p_val, "
+      "bool deterministic, Generator? gen) -> ()");
+  m.impl("top_k_top_p_sampling_from_probs", torch::kCUDA, &top_k_top_p_sampling_from_probs);
+
+  m.def(
+      "min_p_sampling_from_probs(Tensor probs, Tensor(a!) output, Tensor? maybe_indices, "
+      "Tensor? maybe_min_p_arr, float min_p_val, bool deterministic, Generator? gen) -> ()");
+  m.impl("min_p_sampling_from_probs", torch::kCUDA, &min_p_sampling_from_probs);
 }
