@@ -260,8 +260,11 @@ SAMPLERS = [case for case in OP_CASES if case.kind == "sample"]
 # ----------------------------------------------------------------------------- checks
 
 
-def assert_matches_distribution(samples: torch.Tensor, expected: torch.Tensor, what: str) -> None:
-    """samples: token ids; expected: probabilities over the vocab (zeros = forbidden)."""
+def assert_matches_distribution(
+    samples: torch.Tensor, expected: torch.Tensor, what: str, alpha: float = ALPHA
+) -> None:
+    """samples: token ids; expected: probabilities over the vocab (zeros = forbidden).
+    alpha: the false-alarm rate (suites with many tests pass a smaller one)."""
     expected = expected.double().cpu().numpy()
     expected = expected / expected.sum()
     ids = samples.long().cpu().numpy()
@@ -295,19 +298,19 @@ def assert_matches_distribution(samples: torch.Tensor, expected: torch.Tensor, w
     if len(bins_e) < 2:
         return  # a single allowed bin: the forbidden-token check above is the whole test
     p_value = stats.chisquare(bins_o, bins_e).pvalue
-    assert p_value > ALPHA, (
-        f"{what}: chi-square p-value {p_value:.2e} <= {ALPHA} ({len(bins_e)} bins)"
+    assert p_value > alpha, (
+        f"{what}: chi-square p-value {p_value:.2e} <= {alpha} ({len(bins_e)} bins)"
     )
 
 
 def assert_rows_match_distribution(
-    ids: torch.Tensor, rows: torch.Tensor, dist: torch.Tensor, what: str
+    ids: torch.Tensor, rows: torch.Tensor, dist: torch.Tensor, what: str, alpha: float = ALPHA
 ) -> None:
     """ids[i] was drawn from probs row rows[i], whose distribution is dist[rows[i]]:
-    one chi-square test per distinct probs row (false-alarm rate ALPHA each)."""
+    one chi-square test per distinct probs row (false-alarm rate alpha each)."""
     ids, rows = ids.cpu(), rows.long().cpu()
     for r in torch.unique(rows).tolist():
-        assert_matches_distribution(ids[rows == r], dist[r], f"{what}, probs row {r}")
+        assert_matches_distribution(ids[rows == r], dist[r], f"{what}, probs row {r}", alpha)
 
 
 def assert_renorm_matches(got: torch.Tensor, want: torch.Tensor, what: str) -> None:
