@@ -1,0 +1,667 @@
+"""Hostile and careless inputs for every sgl_kernel op (issue 7), and their driver.
+
+Each case builds its input on the CPU, runs the op on the device, and checks the result
+against the input contract (``sgl_kernel.testing``: exact renorm support and values,
+exact masks, sampled tokens inside the support and at the right frequencies by
+chi-square) and, where given, against a hand-written answer. On a GPU the same case
+also runs on the CPU reference and the two answers are compared.
+
+A case can hang a GPU or fault it (stickily: the process is then dead), so the
+pytest side (test_hazards.py) runs them in child processes with a timeout, and
+compute-sanitizer runs them through sanitize_hazards.py. Driver protocol, one line
+each on stdout: ``READY``, then per case ``START <name>`` and ``RESULT <json>``;
+``STICKY`` before exiting when the device no longer works after a case.
+
+    python hazard_cases.py --device cuda [--list] [--no-parity] [CASE ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import traceback
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+import sgl_kernel  # noqa: F401  (registers the ops)
+from sgl_kernel.testing import (
+    OP_CASE,
+    OP_CASES,
+    SAMPLERS,
+    Params,
+    assert_mask_matches,
+    assert_matches_distribution,
+    assert_renorm_matches,
+    assert_rows_match_distribution,
+    synchronize,
+)
+
+INF, NAN = float("inf"), float("nan")
+VOCABS = [1, 3, 4, 4095, 4096, 4097]
+GPU_VOCABS = [32768, 128256, 131072]  # too slow for the CPU reference in CI
+# About 1000 chi-square tests per device: 1e-6 each keeps a false alarm of the whole
+# suite near 1e-3 (gross errors still give p-values near 0).
+ALPHA = 1e-6
+# Run-wide switches: the sanitizer run skips the CPU comparison and draws less.
+OPTIONS = {"parity": True, "draw_scale": 1.0}
+
+
+@dataclass
+class Hazard:
+    name: str
+    family: str  # CPU runs batch one child per family: mask, renorm, sample, args
+    run: Callable[[str], dict]  # device -> small JSON summary; AssertionError = violation
+    gpu_only: bool = False
+
+
+CASES: dict[str, Hazard] = {}
+
+
+def _add(hazard: Hazard) -> None:
+    assert hazard.name not in CASES, hazard.name
+    CASES[hazard.name] = hazard
+
+
+# ----------------------------------------------------------------------------- inputs
+
+
+def place(x: torch.Tensor, device: str, offset: int = 0) -> torch.Tensor:
+    """x on the device; offset > 0: a contiguous view whose data pointer is `offset`
+    elements past an allocation (not 16-byte aligned), as buf[1:].view(...) gives."""
+    if offset == 0:
+        return x.to(device)
+    buf = torch.zeros(x.numel() + offset, dtype=x.dtype, device=device)
+    view = buf[offset:].view(x.shape)
+    view.copy_(x)
+    assert view.is_contiguous() and view.data_ptr() % 16 != 0
+    return view
+
+
+def peaked(batch: int, vocab: int, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.softmax(torch.randn(batch, vocab, generator=g) * 3, -1)
+
+
+def hostile_probs(vocab: int, seed: int = 0) -> torch.Tensor:
+    """One row per hazard: +inf, NaN, negatives, -inf entries; all -inf, all NaN,
+    zeros with a tiny negative; subnormals only; unnormalised large and small rows;
+    a clean row last."""
+    x = peaked(12, vocab, seed)
+    last = vocab - 1
+    x[0, min(3, last)] = INF
+    x[1, ::3] = NAN
+    x[1, last] = 0.5 if vocab > 1 else NAN
+    x[2, ::2] = -x[2, ::2]
+    x[3, ::2] = -INF
+    x[4] = -INF
+    x[5] = NAN
+    x[6] = 0.0
+    x[6, 0] = -1e-9
+    x[7] = 0.0
+    x[7, 0] = -1e-9
+    x[7, min(7, last)] = 1e-9
+    x[8] = 0.0
+    x[8, : min(vocab, 5)] = torch.tensor([1e-45, 2e-45, 3e-44, 1e-40, 0.0])[: min(vocab, 5)]
+    x[9] *= 1000.0
+    x[10] *= 1e-3
+    return x
+
+
+def hostile_logits(vocab: int, seed: int = 0) -> torch.Tensor:
+    """One row per hazard for top_k_mask_logits: one +inf, several +inf, all +inf,
+    NaN entries, all NaN, all -inf, some -inf, ties; a clean row last."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(10, vocab, generator=g) * 3
+    last = vocab - 1
+    x[0, min(5, last)] = INF
+    x[1, ::7] = INF
+    x[2] = INF
+    x[3, ::3] = NAN
+    x[4] = NAN
+    x[5] = -INF
+    x[6, ::2] = -INF
+    x[7] = torch.round(x[7])  # many ties
+    x[8, ::5] = NAN
+    x[8, 1::5] = INF
+    return x
+
+
+def op_input(case, vocab, seed=0):
+    return hostile_logits(vocab, seed) if case.kind == "mask" else hostile_probs(vocab, seed)
+
+
+# ----------------------------------------------------------------------------- op cases
+
+
+def _run(case, x, params, device, rows, offset, out_offset, raw):
+    xd = place(x, device, offset)
+    pd = params.to(device)
+    if case.kind == "sample":
+        gen = torch.Generator(device=device).manual_seed(1234)
+        idx = rows.to(torch.int32).to(device)
+        if raw:
+            out = case.run_raw(xd, pd, indices=idx, gen=gen)
+        else:
+            out = case.call(xd, pd, indices=idx, generator=gen)
+    elif raw:
+        out = place(torch.full_like(x, 7.0), device, out_offset)
+        case.run_raw(xd, pd, out=out)
+    else:
+        out = case.call(xd, pd)
+    synchronize(device)
+    return out.cpu()
+
+
+def _check(case, x, params, got, rows, want, what):
+    expected = case.expected(x, params)
+    if case.kind == "renorm":
+        assert_renorm_matches(got, expected, what)
+    elif case.kind == "mask":
+        assert_mask_matches(got, expected, what)
+    else:
+        assert got.dtype == torch.int32 and got.shape == rows.shape, f"{what}: {got.shape}"
+        assert_rows_match_distribution(got, rows, expected, what, ALPHA)
+    # Hand-written answers for some rows, independent of the oracle.
+    for row, values in (want or {}).items():
+        values = torch.tensor(values, dtype=torch.float64)
+        if case.kind == "sample":
+            assert_matches_distribution(
+                got[rows == row], values, f"{what} row {row} (by hand)", ALPHA
+            )
+        elif case.kind == "renorm":
+            assert_renorm_matches(got[row : row + 1], values.float()[None], f"{what} row {row}")
+        else:
+            assert_mask_matches(got[row : row + 1], values.float()[None], f"{what} row {row}")
+
+
+def _summary(case, got):
+    if case.kind == "sample":
+        return {"ids": got[:8].tolist(), "n": got.numel()}
+    return {"shape": list(got.shape), "row_sums": got.double().nan_to_num().sum(-1)[:12].tolist()}
+
+
+def op_hazard(
+    name,
+    case_id,
+    build,
+    params,
+    *,
+    draws=64,
+    indices=None,
+    offset=0,
+    out_offset=0,
+    raw=False,
+    want=None,
+    gpu_only=False,
+    family=None,
+):
+    """The op of OP_CASE[case_id] on build() (a CPU tensor) with `params`.
+
+    Samplers draw `draws` times from every probs row (through indices), or once per
+    entry of `indices`. want: {probs row: its exact distribution / output row}."""
+    case = OP_CASE[case_id]
+
+    def run(device):
+        x = build()
+        n = max(1, int(draws * OPTIONS["draw_scale"]))
+        rows = indices if indices is not None else torch.arange(x.size(0)).repeat_interleave(n)
+        got = _run(case, x, params, device, rows, offset, out_offset, raw)
+        _check(case, x, params, got, rows, want, f"{name} on {device}")
+        if device != "cpu" and OPTIONS["parity"]:
+            on_cpu = _run(case, x, params, "cpu", rows, offset, out_offset, raw)
+            _check(case, x, params, on_cpu, rows, want, f"{name} on cpu")
+            if case.kind == "renorm":
+                assert_renorm_matches(got, on_cpu, f"{name}: {device} vs cpu")
+            elif case.kind == "mask":
+                assert_mask_matches(got, on_cpu, f"{name}: {device} vs cpu")
+        return _summary(case, got)
+
+    fam = family or {"sample": "sample", "renorm": "renorm", "mask": "mask"}[case.kind]
+    _add(Hazard(name, fam, run, gpu_only))
+
+
+def error_hazard(name, call, pattern, family="args"):
+    """call(device) must raise an error whose 'Type: message' matches `pattern`."""
+
+    def run(device):
+        devices = [device] + (["cpu"] if device != "cpu" and OPTIONS["parity"] else [])
+        for d in devices:
+            try:
+                call(d)
+                synchronize(d)
+            except Exception as err:  # the contract: a clear error, whatever its type
+                text = f"{type(err).__name__}: {err}"
+                assert re.search(pattern, text), f"{name} on {d}: wrong error: {text[:300]}"
+                continue
+            raise AssertionError(f"{name} on {d}: no error, expected /{pattern}/")
+        return {"raised": True}
+
+    _add(Hazard(name, family, run))
+
+
+# ----------------------------------------------------------------------------- the cases
+
+_DEFAULT = Params(top_k=3, top_p=0.9, min_p=0.1)
+
+# Every op on a batch of hostile rows, at every vocab size (padding lanes, one token,
+# multiples of the kernels' 4096-element tiles and their neighbours).
+for _case in OP_CASES:
+    for _v in VOCABS + GPU_VOCABS:
+        op_hazard(
+            f"{_case.id}-hostile-rows-v{_v}",
+            _case.id,
+            lambda c=_case, v=_v: op_input(c, v),
+            _DEFAULT,
+            draws=64 if _v <= 4097 else 8,
+            gpu_only=_v in GPU_VOCABS,
+        )
+
+# Issue 7's table, with hand-written answers.
+op_hazard(
+    "top_k_sampling-unnormalised-3-5-2-k1",
+    "top_k_sampling",
+    lambda: torch.tensor([[3.0, 5.0, 2.0]]),
+    Params(top_k=1),
+    draws=2000,
+    want={0: [0, 1, 0]},
+)
+op_hazard(
+    "joint_sampling-unnormalised-3-5-2-k1",
+    "joint_sampling",
+    lambda: torch.tensor([[3.0, 5.0, 2.0]]),
+    Params(1, 1.0),
+    draws=2000,
+    want={0: [0, 1, 0]},
+)
+op_hazard(
+    "top_k_first-unnormalised-3-5-2-k1",
+    "top_k_first_sampling",
+    lambda: torch.tensor([[3.0, 5.0, 2.0]]),
+    Params(1, 1.0),
+    draws=2000,
+    want={0: [0, 1, 0]},
+)
+for _case in SAMPLERS:
+    op_hazard(
+        f"{_case.id}-unnormalised-1-1-half-half",
+        _case.id,
+        lambda: torch.tensor([[1.0, 1.0]]),
+        Params(2, 1.0, 0.0),
+        draws=20000,
+        want={0: [0.5, 0.5]},
+    )
+    op_hazard(
+        f"{_case.id}-unnormalised-3-5-2",
+        _case.id,
+        lambda: torch.tensor([[3.0, 5.0, 2.0]]),
+        Params(3, 1.0, 0.0),
+        draws=20000,
+        want={0: [0.3, 0.5, 0.2]},
+    )
+    op_hazard(
+        f"{_case.id}-zeros-and-tiny-negative",
+        _case.id,
+        lambda: torch.tensor([[-1e-9] + [0.0] * 9]),
+        _DEFAULT,
+        draws=200,
+        want={0: [1] + [0] * 9},
+    )
+    op_hazard(
+        f"{_case.id}-tiny-negative-and-tiny-positive",
+        _case.id,
+        lambda: torch.tensor([[-1e-9] + [0.0] * 6 + [1e-9, 0.0, 0.0]]),
+        _DEFAULT,
+        draws=200,
+        want={0: [0] * 7 + [1, 0, 0]},
+    )
+    op_hazard(
+        f"{_case.id}-posinf-is-weight-0",
+        _case.id,
+        lambda: torch.tensor([[INF, 0.5, 0.5]]),
+        Params(3, 1.0, 0.0),
+        draws=20000,
+        want={0: [0, 0.5, 0.5]},
+    )
+    op_hazard(
+        f"{_case.id}-negative-and-nan-are-weight-0",
+        _case.id,
+        lambda: torch.tensor([[-1.0, 0.5, NAN, 0.5, -INF]]),
+        Params(4, 1.0, 0.0),
+        draws=20000,
+        want={0: [0, 0.5, 0, 0.5, 0]},
+    )
+    op_hazard(
+        f"{_case.id}-subnormals-only",
+        _case.id,
+        lambda: torch.tensor([[1.0, 2.0, 0.0]], dtype=torch.float64).mul(2**-149).float(),
+        Params(3, 1.0, 0.0),
+        draws=20000,
+        want={0: [1 / 3, 2 / 3, 0]},
+    )
+    op_hazard(
+        f"{_case.id}-all-neginf-row-gives-token-0",
+        _case.id,
+        lambda: torch.full((2, 4096), -INF),
+        _DEFAULT,
+        draws=50,
+        want={0: [1] + [0] * 4095},
+    )
+for _case_id, _p in [
+    ("top_p_sampling", Params(top_p=0.5)),
+    ("joint_sampling", Params(3, 0.5)),
+    ("top_k_first_sampling", Params(3, 0.5)),
+]:
+    # top-p is relative to the row total S: 2 = 0.5 * 4 lies above tokens 1 and 2.
+    op_hazard(
+        f"{_case_id}-top-p-relative-to-total-2-1-1",
+        _case_id,
+        lambda: torch.tensor([[2.0, 1.0, 1.0]]),
+        _p,
+        draws=500,
+        want={0: [1, 0, 0]},
+    )
+op_hazard(
+    "top_p_sampling-top-p-relative-to-total-1-half-half",
+    "top_p_sampling",
+    lambda: torch.tensor([[1.0, 0.5, 0.5]]),
+    Params(top_p=0.75),
+    draws=20000,
+    want={0: [0.5, 0.25, 0.25]},
+)
+op_hazard(
+    "min_p_sampling-unnormalised-4-2-1",
+    "min_p_sampling",
+    lambda: torch.tensor([[4.0, 2.0, 1.0]]),
+    Params(min_p=0.5),
+    draws=20000,
+    want={0: [2 / 3, 1 / 3, 0]},
+)
+op_hazard(
+    "top_k_renorm-posinf",
+    "top_k_renorm",
+    lambda: torch.tensor([[0.25, INF, 0.5, 0.25]]),
+    Params(top_k=2),
+    want={0: [0.25, 0, 0.5, 0.25]},  # the 0.25s tie at the pivot
+)
+op_hazard(
+    "top_p_renorm-posinf",
+    "top_p_renorm",
+    lambda: torch.tensor([[0.25, INF, 0.5, 0.25]]),
+    Params(top_p=0.5),
+    want={0: [0, 0, 1, 0]},
+)
+op_hazard(
+    "top_p_renorm-p1-nan",
+    "top_p_renorm",
+    lambda: torch.tensor([[0.25, NAN, 0.5, 0.25]]),
+    Params(top_p=1.0),
+    want={0: [0.25, 0, 0.5, 0.25]},
+)
+op_hazard(
+    "top_k_renorm-unnormalised",
+    "top_k_renorm",
+    lambda: torch.tensor([[3.0, 5.0, 2.0]]),
+    Params(top_k=2),
+    want={0: [0.375, 0.625, 0]},
+)
+op_hazard(
+    "top_p_renorm-unnormalised",
+    "top_p_renorm",
+    lambda: torch.tensor([[2.0, 1.0, 1.0, -1.0]]),
+    Params(top_p=0.75),
+    want={0: [0.5, 0.25, 0.25, 0]},
+)
+op_hazard(
+    "top_k_mask_logits-posinf-k2",
+    "top_k_mask_logits",
+    lambda: torch.tensor([[1.0, INF, 3.0, 2.0]]),
+    Params(top_k=2),
+    want={0: [-INF, INF, 3.0, -INF]},
+)
+op_hazard(
+    "top_k_mask_logits-nan-never-kept",
+    "top_k_mask_logits",
+    lambda: torch.tensor([[NAN, 1.0, NAN, 0.0]]),
+    Params(top_k=3),
+    want={0: [-INF, 1.0, -INF, 0.0]},
+)
+for _v in [4095, 4096, 4097, 32768, 131072]:
+    op_hazard(
+        f"top_k_mask_logits-all-neginf-v{_v}",
+        "top_k_mask_logits",
+        lambda v=_v: torch.full((3, v), -INF),
+        Params(top_k=50),
+        want={0: [-INF] * _v},
+        gpu_only=_v > 4097,
+    )
+    op_hazard(
+        f"top_k_mask_logits-posinf-v{_v}",
+        "top_k_mask_logits",
+        lambda v=_v: torch.randn(2, v).index_fill_(1, torch.tensor([v // 2]), INF),
+        Params(top_k=5),
+        gpu_only=_v > 4097,
+    )
+    for _case_id in ("top_k_renorm", "top_p_renorm"):
+        op_hazard(
+            f"{_case_id}-posinf-v{_v}",
+            _case_id,
+            lambda v=_v: peaked(2, v, 1).index_fill_(1, torch.tensor([v // 3]), INF),
+            Params(top_k=20, top_p=0.7),
+            gpu_only=_v > 4097,
+        )
+
+# One-token vocabulary and empty batches.
+for _case in OP_CASES:
+    _one = torch.tensor([[0.7], [NAN], [INF], [-INF], [0.0], [-2.0]])
+    op_hazard(f"{_case.id}-vocab-1", _case.id, lambda x=_one: x.clone(), _DEFAULT, draws=16)
+    op_hazard(f"{_case.id}-empty-batch", _case.id, lambda: torch.empty(0, 4096), _DEFAULT)
+    if _case.kind == "sample":
+        op_hazard(
+            f"{_case.id}-empty-indices",
+            _case.id,
+            lambda: peaked(3, 100, 0),
+            _DEFAULT,
+            indices=torch.empty(0, dtype=torch.long),
+        )
+
+# Misaligned contiguous views, through the wrapper and through the raw op (input and,
+# for renorm and mask, output).
+for _case in OP_CASES:
+    for _off in (1, 3):
+        _build = lambda c=_case: op_input(c, 4096, 5)[-4:].clone()  # noqa: E731
+        op_hazard(
+            f"{_case.id}-misaligned-input-{4 * _off}B", _case.id, _build, _DEFAULT, offset=_off
+        )
+        if _off == 1:
+            op_hazard(
+                f"{_case.id}-misaligned-input-{4 * _off}B-v4097",
+                _case.id,
+                lambda c=_case: op_input(c, 4097, 6),
+                _DEFAULT,
+                offset=_off,
+            )
+        if _case.op is not None:
+            op_hazard(
+                f"{_case.id}-raw-misaligned-input-{4 * _off}B",
+                _case.id,
+                _build,
+                _DEFAULT,
+                offset=_off,
+                raw=True,
+            )
+        if _case.kind != "sample":
+            op_hazard(
+                f"{_case.id}-raw-misaligned-output-{4 * _off}B",
+                _case.id,
+                _build,
+                _DEFAULT,
+                out_offset=_off,
+                raw=True,
+            )
+            op_hazard(
+                f"{_case.id}-raw-misaligned-both-{4 * _off}B",
+                _case.id,
+                _build,
+                _DEFAULT,
+                offset=_off,
+                out_offset=4 - _off,
+                raw=True,
+            )
+
+# top_k of any size: values >= vocab keep everything, on every path, without overflow;
+# non-finite values are a clear error naming the argument.
+_HUGE = {"2e31": 2**31, "2e53+1": 2**53 + 1, "2e63-1": 2**63 - 1, "2e64": 2**64}
+for _case in OP_CASES:
+    if "top_k" not in _case.filters:
+        continue
+    for _label, _k in _HUGE.items():
+        _p = Params(_k, 0.9, 0.1)
+        op_hazard(
+            f"{_case.id}-top_k-{_label}",
+            _case.id,
+            lambda c=_case: op_input(c, 300, 2),
+            _p,
+            family="args",
+        )
+        if _case.op is None:
+            continue
+        if _k >= 2**63 and _case.op != "top_k_top_p_sampling_from_probs":
+            # an int64 schema argument cannot hold it: the dispatcher's error names it
+            error_hazard(
+                f"{_case.id}-raw-top_k-{_label}",
+                lambda d, c=_case, p=_p: c.run_raw(op_input(c, 300, 2).to(d), p),
+                r"top_k_val",
+            )
+        else:
+            op_hazard(
+                f"{_case.id}-raw-top_k-{_label}",
+                _case.id,
+                lambda c=_case: op_input(c, 300, 2),
+                _p,
+                raw=True,
+                family="args",
+            )
+    for _label, _k in {"inf": INF, "nan": NAN, "-inf": -INF}.items():
+        _p = Params(_k, 0.9, 0.1)
+        error_hazard(
+            f"{_case.id}-top_k-{_label}",
+            lambda d, c=_case, p=_p: c.call(op_input(c, 300, 2).to(d), p),
+            r"RuntimeError: .*top_k",
+        )
+        if _case.op is not None:
+            error_hazard(
+                f"{_case.id}-raw-top_k-{_label}",
+                lambda d, c=_case, p=_p: c.run_raw(op_input(c, 300, 2).to(d), p),
+                r"RuntimeError: .*top_k_val",
+            )
+
+# Per-row parameters out of range are clamped, never rejected, and never hang: rows 0-4
+# keep only the most likely token; row 5 keeps its top 3 / everything (p 2 -> 1, min_p
+# -1 -> 0); row 6 has huge / infinite values.
+_ROWS = dict(
+    top_k=torch.tensor([0, -5, 1, 0, -1, 3, 2**31 - 1], dtype=torch.int32),
+    top_p=torch.tensor([0.0, NAN, -1.0, 0.0, NAN, 2.0, INF]),
+    min_p=torch.tensor([NAN, 2.0, 1.0, 5.0, NAN, -1.0, -INF]),
+)
+for _case in OP_CASES:
+    if not _case.filters:
+        continue
+    _p = Params(**{n: _ROWS[n] for n in _case.filters})
+    _x = lambda c=_case: torch.log(peaked(7, 300, 0)) if c.kind == "mask" else peaked(7, 300, 0)  # noqa: E731
+    _best = peaked(7, 300, 0).argmax(-1)
+    _want = {r: torch.nn.functional.one_hot(_best[r], 300).tolist() for r in range(5)}
+    if _case.kind == "sample":
+        op_hazard(
+            f"{_case.id}-per-row-params-out-of-range",
+            _case.id,
+            _x,
+            _p,
+            draws=32,
+            want=_want,
+            family="args",
+        )
+    elif _case.kind == "renorm":
+        op_hazard(
+            f"{_case.id}-per-row-params-out-of-range", _case.id, _x, _p, want=_want, family="args"
+        )
+    else:
+        _logits = torch.log(peaked(7, 300, 0))
+        _only = torch.full_like(_logits, -INF).scatter_(1, _best[:, None], _logits.amax(-1, True))
+        _want = {r: _only[r].tolist() for r in range(5)}
+        op_hazard(
+            f"{_case.id}-per-row-params-out-of-range", _case.id, _x, _p, want=_want, family="args"
+        )
+
+# indices with distinct per-row parameters (every row's filter differs; output rows
+# visit the probs rows out of order and repeatedly).
+_IDX = torch.tensor([5, 0, 3, 3, 1, 4, 2, 0, 5, 1] * 40)
+_DISTINCT = Params(
+    top_k=torch.tensor([1, 2, 5, 300, 0, 7], dtype=torch.int32),
+    top_p=torch.tensor([0.1, 0.5, 1.0, 0.9, 0.3, NAN]),
+    min_p=torch.tensor([0.0, 0.9, 0.05, 1.0, 0.5, 0.2]),
+)
+for _case in SAMPLERS:
+    op_hazard(
+        f"{_case.id}-indices-distinct-row-params",
+        _case.id,
+        lambda: hostile_probs(300)[[11, 9, 0, 2, 10, 1]].clone(),
+        _DISTINCT,
+        indices=_IDX,
+        family="args",
+    )
+
+
+# ----------------------------------------------------------------------------- driver
+
+
+def device_works(device: str) -> bool:
+    try:
+        synchronize(device)
+        return int(torch.ones(4, device=device).sum()) == 4
+    except Exception:
+        return False
+
+
+def run_case(name: str, device: str) -> dict:
+    try:
+        return {"name": name, "ok": True, **CASES[name].run(device)}
+    except AssertionError as err:
+        return {"name": name, "ok": False, "error": str(err)[:2000]}
+    except Exception as err:
+        tail = traceback.format_exc(limit=3)[-1000:]
+        return {
+            "name": name,
+            "ok": False,
+            "error": f"{type(err).__name__}: {err}"[:1500],
+            "tb": tail,
+        }
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--list", action="store_true", help="print the case names and exit")
+    ap.add_argument("--no-parity", action="store_true", help="skip the CPU comparison")
+    ap.add_argument("names", nargs="*")
+    args = ap.parse_args(argv)
+    if args.list:
+        print("\n".join(CASES))
+        return 0
+    OPTIONS["parity"] = not args.no_parity
+    names = args.names or [n for n, h in CASES.items() if args.device != "cpu" or not h.gpu_only]
+    print("READY", flush=True)
+    for name in names:
+        print(f"START {name}", flush=True)
+        print("RESULT " + json.dumps(run_case(name, args.device)), flush=True)
+        if args.device != "cpu" and not device_works(args.device):
+            print("STICKY", flush=True)  # a fault left the device unusable: start afresh
+            return 3
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
