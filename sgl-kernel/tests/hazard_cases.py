@@ -319,12 +319,20 @@ for _case in SAMPLERS:
         want={0: [0] * 7 + [1, 0, 0]},
     )
     op_hazard(
-        f"{_case.id}-posinf-is-weight-0",
+        f"{_case.id}-posinf-makes-the-row-invalid-token-0",
         _case.id,
-        lambda: torch.tensor([[INF, 0.5, 0.5]]),
+        lambda: torch.tensor([[0.5, INF, 0.5]]),
         Params(3, 1.0, 0.0),
-        draws=20000,
-        want={0: [0, 0.5, 0.5]},
+        draws=200,
+        want={0: [1, 0, 0]},
+    )
+    op_hazard(
+        f"{_case.id}-overflowing-total-makes-the-row-invalid-token-0",
+        _case.id,
+        lambda: torch.tensor([[1.0, 3e38, 3e38]]),
+        Params(3, 1.0, 0.0),
+        draws=200,
+        want={0: [1, 0, 0]},
     )
     op_hazard(
         f"{_case.id}-negative-and-nan-are-weight-0",
@@ -385,14 +393,14 @@ op_hazard(
     "top_k_renorm",
     lambda: torch.tensor([[0.25, INF, 0.5, 0.25]]),
     Params(top_k=2),
-    want={0: [0.25, 0, 0.5, 0.25]},  # the 0.25s tie at the pivot
+    want={0: [0, 0, 0, 0]},  # a +inf entry makes the row invalid: all zero
 )
 op_hazard(
     "top_p_renorm-posinf",
     "top_p_renorm",
     lambda: torch.tensor([[0.25, INF, 0.5, 0.25]]),
     Params(top_p=0.5),
-    want={0: [0, 0, 1, 0]},
+    want={0: [0, 0, 0, 0]},  # a +inf entry makes the row invalid: all zero
 )
 op_hazard(
     "top_p_renorm-p1-nan",

@@ -216,8 +216,9 @@ def test_fake_kernels_validate_like_the_real_ones(case):
 
 def _contract_keep(x, k=None, p=None, m=None):
     """The contract's rules, literally (O(vocab^2)); per-row k, p, min_p tensors."""
-    w = x.double()
-    w = torch.where(torch.isfinite(w) & (w > 0), w, 0.0)
+    w = torch.where(x > 0, x, 0.0)  # NaN and negatives weigh 0
+    total = w.sum(-1, keepdim=True)  # in float32, as the kernels sum
+    w = torch.where((total > 0) & torch.isfinite(total), w, 0.0).double()  # invalid rows
     greater = w.unsqueeze(-1) < w.unsqueeze(-2)  # [b, i, j]: w_j > w_i
     keep = w > 0
     if k is not None:
@@ -246,7 +247,8 @@ def _hostile_rows(seed):
     x[1] *= 7.25  # unnormalised
     x[2, ::3] = 0.0
     x[3, 5] = float("nan")
-    x[4, 7] = float("inf")
+    x[4, 7] = float("inf")  # makes the row invalid
+    x[12, :2] = 3e38  # a total past the float32 range: invalid too
     x[5, 2] = float("-inf")
     x[6, ::4] = -x[6, ::4]
     x[7] = 0.0
