@@ -1,23 +1,38 @@
 """FlashInfer-compatible sampling functions over the ``torch.ops.sgl_kernel`` ops.
 
-Every function takes float32 (batch, vocab) probabilities (logits for
-``top_k_mask_logits``) on a GPU, or on the CPU (where the torch-native reference
-runs). A filter parameter is either a Python number, applied to every row, or a
-1-D tensor with one value per row of ``probs`` (int32 for ``top_k``, float32 for
-``top_p`` / ``min_p``).
+These wrappers honour FlashInfer 0.5.3's Python contract; the raw ``torch.ops``
+below them stay strict (float32, contiguous, int32 / float32 per-row arrays).
+
+Inputs. ``probs`` (``logits`` for ``top_k_mask_logits``) is a (batch, vocab) tensor
+of float16, bfloat16, float32 or float64, on a GPU or on the CPU (where the
+torch-native reference runs); any strides. The ops compute in float32: a
+contiguous float32 copy is made only when the input is not already one, and
+results (renormalised probabilities, masked logits) are float32. Any other dtype
+raises ``TypeError`` naming the argument.
+
+Filter parameters. ``top_k`` / ``top_p`` / ``min_p`` is either a Python number,
+applied to every row, or a 1-D tensor with one value per row of ``probs``, on the
+same device. A tensor of another dtype is converted (``top_k`` to int32, values
+beyond int32 saturating, which changes nothing since k >= vocab keeps every token;
+``top_p`` / ``min_p`` to float32) and made contiguous. A tensor that is 0-D, has
+more than one dimension, or whose length is not the number of rows of ``probs``
+raises ``ValueError``, as FlashInfer's wrappers do; so does one on another device.
+Scalars out of range raise ``RuntimeError`` from the op.
+
+Rows need not be normalised: each row samples in proportion to its entries
+(top-p's mass threshold is relative to the row's total); negative and NaN entries
+count as probability 0; a row with no positive entry samples token 0. Which tokens
+each filter keeps is documented in ``sgl_kernel.sampling_reference``; ties at the
+top-k pivot are kept.
 
 Sampling functions return int32 token ids, one per row, or one per entry of
-``indices`` when given: output row ``i`` then samples from ``probs[indices[i]]`` (and
-uses that row's parameters), which draws several samples per prompt without copying
-rows. Random numbers come from ``generator`` (a ``torch.Generator`` of the
-probabilities' device) or the device's default generator; the same generator state
-gives the same samples. ``deterministic=True`` makes the result independent of
-thread scheduling (a fixed-order scan).
-
-Which tokens each filter keeps is documented in ``sgl_kernel.sampling_reference``;
-ties at the top-k pivot are kept. A row with no positive probability samples
-token 0. Invalid arguments raise ``RuntimeError`` naming the argument;
-``check_nan=True`` raises ``ValueError`` on NaN input (one host sync).
+``indices`` when given (int32 or int64, 1-D): output row ``i`` then samples from
+``probs[indices[i]]`` and uses that row's parameters, which draws several samples
+per prompt without copying rows. Random numbers come from ``generator`` (a
+``torch.Generator`` of the probabilities' device) or the device's default
+generator; the same generator state gives the same samples. ``deterministic=True``
+makes the result independent of thread scheduling (a fixed-order scan).
+``check_nan=True`` raises ``ValueError`` when ``probs`` holds a NaN (one host sync).
 """
 
 from __future__ import annotations
@@ -28,12 +43,78 @@ import torch
 
 Param = Union[torch.Tensor, float, int]
 
+# The ops are reached through this name so that tests can observe what each wrapper
+# passes to them (which tensors, converted or not).
+_ops = torch.ops.sgl_kernel
 
-def _split_param(value: Param) -> tuple[Optional[torch.Tensor], float]:
-    """A scalar-or-tensor parameter as the ops take it: (per-row array, scalar fallback)."""
-    if isinstance(value, torch.Tensor):
-        return value, 0
-    return None, value
+_FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+_INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).replace("torch.", "")
+
+
+def _as_float32_matrix(name: str, t: torch.Tensor) -> torch.Tensor:
+    """``t`` as the contiguous float32 matrix the ops take: ``t`` itself when it is one."""
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if t.dtype not in _FLOAT_DTYPES:
+        raise TypeError(
+            f"{name} must be float16, bfloat16, float32 or float64, got {_dtype_name(t.dtype)}"
+        )
+    if t.dim() != 2:
+        # The ops report the same; checked here first because the checks below need rows.
+        raise RuntimeError(f"{name} must be 2-D (batch, vocab), got shape {list(t.shape)}")
+    # Both calls return ``t`` itself when nothing needs changing.
+    return t.to(torch.float32).contiguous()
+
+
+def _row_param(
+    name: str, value: Param, probs: torch.Tensor, dtype: torch.dtype
+) -> tuple[Optional[torch.Tensor], Param]:
+    """A scalar-or-tensor parameter as the ops take it: (per-row array, scalar fallback).
+
+    The same shape conditions as FlashInfer 0.5.3's wrappers, raised as ValueError.
+    """
+    if not isinstance(value, torch.Tensor):
+        return None, value
+    if value.dim() != 1:
+        raise ValueError(
+            f"{name} must be a number or a 1-D tensor with one value per row of probs, "
+            f"got a {value.dim()}-D tensor of shape {list(value.shape)}"
+        )
+    if value.size(0) != probs.size(0):
+        raise ValueError(
+            f"{name} must have one value per row of probs ({probs.size(0)} rows), "
+            f"got {value.size(0)} values"
+        )
+    if value.device != probs.device:
+        raise ValueError(
+            f"{name} must be on the same device as probs ({probs.device}), got {value.device}"
+        )
+    if dtype == torch.int32 and value.dtype != torch.int32:
+        if value.is_floating_point():
+            value = value.double()  # holds every int32 exactly, so the clamp is exact
+        if value.dtype in (torch.int64, torch.float64):
+            # Saturate instead of wrapping: k >= vocab already keeps every token.
+            value = value.clamp(_INT32_MIN, _INT32_MAX)
+    return value.to(dtype).contiguous(), 0
+
+
+def _as_indices(indices: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+    """int32 or int64 row indices as the contiguous int32 vector the ops take."""
+    if indices is None:
+        return None
+    if not isinstance(indices, torch.Tensor):
+        raise TypeError(f"indices must be a torch.Tensor, got {type(indices).__name__}")
+    if indices.dtype not in (torch.int32, torch.int64):
+        raise TypeError(f"indices must be int32 or int64, got {_dtype_name(indices.dtype)}")
+    if indices.dtype == torch.int64:
+        # Out-of-range values must stay out of range (the op rejects them), not wrap
+        # onto a valid row.
+        indices = indices.clamp(-1, _INT32_MAX).to(torch.int32)
+    return indices.contiguous()
 
 
 def _int_param(name: str, value: float) -> int:
@@ -43,22 +124,14 @@ def _int_param(name: str, value: float) -> int:
     return int(value)
 
 
-def _output_rows(probs: torch.Tensor, indices: Optional[torch.Tensor]) -> int:
-    if indices is not None:
-        return indices.size(0) if indices.dim() >= 1 else 0
-    if probs.dim() != 2:
-        # The ops report the same; checked here first because sizing the output needs it.
-        raise RuntimeError(f"probs must be 2-D (batch, vocab), got shape {list(probs.shape)}")
-    return probs.size(0)
-
-
 def _check_nan(probs: torch.Tensor, check_nan: bool) -> None:
     if check_nan and bool(torch.isnan(probs).any()):
         raise ValueError("probs contains NaN (check_nan=True)")
 
 
 def _new_samples(probs: torch.Tensor, indices: Optional[torch.Tensor]) -> torch.Tensor:
-    return torch.empty(_output_rows(probs, indices), dtype=torch.int32, device=probs.device)
+    rows = probs.size(0) if indices is None else (indices.size(0) if indices.dim() else 0)
+    return torch.empty(rows, dtype=torch.int32, device=probs.device)
 
 
 def top_k_renorm_probs(probs: torch.Tensor, top_k: Param) -> torch.Tensor:
@@ -70,9 +143,9 @@ def top_k_renorm_probs(probs: torch.Tensor, top_k: Param) -> torch.Tensor:
     Parameters
     ----------
     probs : torch.Tensor
-        float32 (batch, vocab) probabilities.
+        (batch, vocab) probabilities, float16/bfloat16/float32/float64.
     top_k : int or torch.Tensor
-        k >= 1 for every row, or an int32 tensor of shape (batch,). k >= vocab keeps all.
+        k >= 1 for every row, or an integer tensor of shape (batch,). k >= vocab keeps all.
 
     Returns
     -------
@@ -80,15 +153,22 @@ def top_k_renorm_probs(probs: torch.Tensor, top_k: Param) -> torch.Tensor:
         float32 (batch, vocab) renormalised probabilities; a row with no positive
         probability comes back all zero.
 
+    Note
+    ----
+    Rows need not be normalised: the kept entries are divided by their own sum
+    (top-p's mass threshold is relative to the row's total); negative and NaN entries
+    count as probability 0.
+
     Example
     -------
     >>> probs = torch.tensor([[0.1, 0.2, 0.3, 0.4]])
     >>> sgl_kernel.top_k_renorm_probs(probs, 2)
     tensor([[0.0000, 0.0000, 0.4286, 0.5714]])
     """
-    arr, val = _split_param(top_k)
+    probs = _as_float32_matrix("probs", probs)
+    arr, val = _row_param("top_k", top_k, probs, torch.int32)
     out = torch.empty_like(probs)
-    torch.ops.sgl_kernel.top_k_renorm_probs.default(probs, out, arr, _int_param("top_k", val))
+    _ops.top_k_renorm_probs.default(probs, out, arr, _int_param("top_k", val))
     return out
 
 
@@ -101,14 +181,20 @@ def top_p_renorm_probs(probs: torch.Tensor, top_p: Param) -> torch.Tensor:
     Parameters
     ----------
     probs : torch.Tensor
-        float32 (batch, vocab) probabilities.
+        (batch, vocab) probabilities, float16/bfloat16/float32/float64.
     top_p : float or torch.Tensor
-        p in (0, 1] for every row, or a float32 tensor of shape (batch,). p = 1 keeps all.
+        p in (0, 1] for every row, or a tensor of shape (batch,) (made float32). p = 1 keeps all.
 
     Returns
     -------
     torch.Tensor
         float32 (batch, vocab) renormalised probabilities.
+
+    Note
+    ----
+    Rows need not be normalised: the kept entries are divided by their own sum
+    (top-p's mass threshold is relative to the row's total); negative and NaN entries
+    count as probability 0.
 
     Example
     -------
@@ -116,9 +202,10 @@ def top_p_renorm_probs(probs: torch.Tensor, top_p: Param) -> torch.Tensor:
     >>> sgl_kernel.top_p_renorm_probs(probs, 0.5)
     tensor([[0.0000, 0.0000, 0.4286, 0.5714]])
     """
-    arr, val = _split_param(top_p)
+    probs = _as_float32_matrix("probs", probs)
+    arr, val = _row_param("top_p", top_p, probs, torch.float32)
     out = torch.empty_like(probs)
-    torch.ops.sgl_kernel.top_p_renorm_probs.default(probs, out, arr, float(val))
+    _ops.top_p_renorm_probs.default(probs, out, arr, float(val))
     return out
 
 
@@ -128,9 +215,9 @@ def top_k_mask_logits(logits: torch.Tensor, top_k: Param) -> torch.Tensor:
     Parameters
     ----------
     logits : torch.Tensor
-        float32 (batch, vocab) logits.
+        (batch, vocab) logits, float16/bfloat16/float32/float64.
     top_k : int or torch.Tensor
-        k >= 1 for every row, or an int32 tensor of shape (batch,).
+        k >= 1 for every row, or an integer tensor of shape (batch,).
 
     Returns
     -------
@@ -142,9 +229,10 @@ def top_k_mask_logits(logits: torch.Tensor, top_k: Param) -> torch.Tensor:
     >>> sgl_kernel.top_k_mask_logits(torch.tensor([[1.0, 3.0, 2.0]]), 2)
     tensor([[-inf, 3., 2.]])
     """
-    arr, val = _split_param(top_k)
+    logits = _as_float32_matrix("logits", logits)
+    arr, val = _row_param("top_k", top_k, logits, torch.int32)
     out = torch.empty_like(logits)
-    torch.ops.sgl_kernel.top_k_mask_logits.default(logits, out, arr, _int_param("top_k", val))
+    _ops.top_k_mask_logits.default(logits, out, arr, _int_param("top_k", val))
     return out
 
 
@@ -160,9 +248,10 @@ def sampling_from_probs(
     Parameters
     ----------
     probs : torch.Tensor
-        float32 (batch, vocab) probabilities (need not be normalised).
+        (batch, vocab) probabilities, float16/bfloat16/float32/float64; rows need
+        not be normalised (see the module documentation).
     indices : torch.Tensor, optional
-        int32 (n,) probability row of each output row.
+        int32 or int64 (n,): the probability row of each output row.
     deterministic, generator, check_nan
         See the module documentation.
 
@@ -171,14 +260,22 @@ def sampling_from_probs(
     torch.Tensor
         int32 (batch,) or (n,) token ids.
 
+    Note
+    ----
+    Rows need not be normalised: each row samples in proportion to its entries
+    (top-p's mass threshold is relative to the row's total); negative and NaN entries
+    count as probability 0; a row with no positive entry samples token 0.
+
     Example
     -------
     >>> sgl_kernel.sampling_from_probs(torch.tensor([[0.0, 1.0]]))
     tensor([1], dtype=torch.int32)
     """
+    probs = _as_float32_matrix("probs", probs)
+    indices = _as_indices(indices)
     _check_nan(probs, check_nan)
     out = _new_samples(probs, indices)
-    torch.ops.sgl_kernel.sampling_from_probs.default(probs, out, indices, deterministic, generator)
+    _ops.sampling_from_probs.default(probs, out, indices, deterministic, generator)
     return out
 
 
@@ -197,9 +294,9 @@ def top_k_sampling_from_probs(
     Parameters
     ----------
     probs : torch.Tensor
-        float32 (batch, vocab) probabilities.
+        (batch, vocab) probabilities, float16/bfloat16/float32/float64.
     top_k : int or torch.Tensor
-        k >= 1, or an int32 tensor with one k per row of ``probs``.
+        k >= 1, or a tensor (made int32) with one k per row of ``probs``.
     indices, deterministic, generator, check_nan
         See the module documentation.
 
@@ -208,16 +305,24 @@ def top_k_sampling_from_probs(
     torch.Tensor
         int32 token ids, one per output row.
 
+    Note
+    ----
+    Rows need not be normalised: each row samples in proportion to its entries
+    (top-p's mass threshold is relative to the row's total); negative and NaN entries
+    count as probability 0; a row with no positive entry samples token 0.
+
     Example
     -------
     >>> probs = torch.tensor([[0.1, 0.2, 0.7]])
     >>> sgl_kernel.top_k_sampling_from_probs(probs, 1)
     tensor([2], dtype=torch.int32)
     """
+    probs = _as_float32_matrix("probs", probs)
+    arr, val = _row_param("top_k", top_k, probs, torch.int32)
+    indices = _as_indices(indices)
     _check_nan(probs, check_nan)
-    arr, val = _split_param(top_k)
     out = _new_samples(probs, indices)
-    torch.ops.sgl_kernel.top_k_sampling_from_probs.default(
+    _ops.top_k_sampling_from_probs.default(
         probs, out, indices, arr, _int_param("top_k", val), deterministic, generator
     )
     return out
@@ -236,9 +341,9 @@ def top_p_sampling_from_probs(
     Parameters
     ----------
     probs : torch.Tensor
-        float32 (batch, vocab) probabilities.
+        (batch, vocab) probabilities, float16/bfloat16/float32/float64.
     top_p : float or torch.Tensor
-        p in (0, 1], or a float32 tensor with one p per row of ``probs``.
+        p in (0, 1], or a tensor (made float32) with one p per row of ``probs``.
     indices, deterministic, generator, check_nan
         See the module documentation.
 
@@ -247,16 +352,24 @@ def top_p_sampling_from_probs(
     torch.Tensor
         int32 token ids, one per output row.
 
+    Note
+    ----
+    Rows need not be normalised: each row samples in proportion to its entries
+    (top-p's mass threshold is relative to the row's total); negative and NaN entries
+    count as probability 0; a row with no positive entry samples token 0.
+
     Example
     -------
     >>> probs = torch.tensor([[0.1, 0.2, 0.7]])
     >>> sgl_kernel.top_p_sampling_from_probs(probs, 0.5)
     tensor([2], dtype=torch.int32)
     """
+    probs = _as_float32_matrix("probs", probs)
+    arr, val = _row_param("top_p", top_p, probs, torch.float32)
+    indices = _as_indices(indices)
     _check_nan(probs, check_nan)
-    arr, val = _split_param(top_p)
     out = _new_samples(probs, indices)
-    torch.ops.sgl_kernel.top_p_sampling_from_probs.default(
+    _ops.top_p_sampling_from_probs.default(
         probs, out, indices, arr, float(val), deterministic, generator
     )
     return out
@@ -282,11 +395,11 @@ def top_k_top_p_sampling_from_probs(
     Parameters
     ----------
     probs : torch.Tensor
-        float32 (batch, vocab) probabilities.
+        (batch, vocab) probabilities, float16/bfloat16/float32/float64.
     top_k : int or torch.Tensor
-        k >= 1, or an int32 tensor with one k per row of ``probs``.
+        k >= 1, or a tensor (made int32) with one k per row of ``probs``.
     top_p : float or torch.Tensor
-        p in (0, 1], or a float32 tensor with one p per row of ``probs``.
+        p in (0, 1], or a tensor (made float32) with one p per row of ``probs``.
     indices, deterministic, generator, check_nan
         See the module documentation.
 
@@ -295,24 +408,34 @@ def top_k_top_p_sampling_from_probs(
     torch.Tensor
         int32 token ids, one per output row.
 
+    Note
+    ----
+    Rows need not be normalised: each row samples in proportion to its entries
+    (top-p's mass threshold is relative to the row's total); negative and NaN entries
+    count as probability 0; a row with no positive entry samples token 0.
+
     Example
     -------
     >>> probs = torch.tensor([[0.1, 0.2, 0.3, 0.4]])
     >>> sgl_kernel.top_k_top_p_sampling_from_probs(probs, 1, 0.9, filter_apply_order="joint")
     tensor([3], dtype=torch.int32)
     """
+    probs = _as_float32_matrix("probs", probs)
+    # Both parameters are checked before the order, whichever path runs (as FlashInfer).
+    k_arr, k_val = _row_param("top_k", top_k, probs, torch.int32)
+    p_arr, p_val = _row_param("top_p", top_p, probs, torch.float32)
     if filter_apply_order not in ("top_k_first", "joint"):
         raise ValueError(
             f"filter_apply_order must be 'top_k_first' or 'joint', got {filter_apply_order!r}"
         )
+    indices = _as_indices(indices)
     _check_nan(probs, check_nan)
     if filter_apply_order == "top_k_first":
-        renormed = top_k_renorm_probs(probs, top_k)
-        return top_p_sampling_from_probs(renormed, top_p, indices, deterministic, generator)
-    k_arr, k_val = _split_param(top_k)
-    p_arr, p_val = _split_param(top_p)
+        renormed = top_k_renorm_probs(probs, k_val if k_arr is None else k_arr)
+        p = p_val if p_arr is None else p_arr
+        return top_p_sampling_from_probs(renormed, p, indices, deterministic, generator)
     out = _new_samples(probs, indices)
-    torch.ops.sgl_kernel.top_k_top_p_sampling_from_probs.default(
+    _ops.top_k_top_p_sampling_from_probs.default(
         probs, out, indices, k_arr, float(k_val), p_arr, float(p_val), deterministic, generator
     )
     return out
@@ -331,9 +454,9 @@ def min_p_sampling_from_probs(
     Parameters
     ----------
     probs : torch.Tensor
-        float32 (batch, vocab) probabilities.
+        (batch, vocab) probabilities, float16/bfloat16/float32/float64.
     min_p : float or torch.Tensor
-        min_p in [0, 1], or a float32 tensor with one value per row of ``probs``.
+        min_p in [0, 1], or a tensor (made float32) with one value per row of ``probs``.
     indices, deterministic, generator, check_nan
         See the module documentation.
 
@@ -342,16 +465,24 @@ def min_p_sampling_from_probs(
     torch.Tensor
         int32 token ids, one per output row.
 
+    Note
+    ----
+    Rows need not be normalised: each row samples in proportion to its entries
+    (top-p's mass threshold is relative to the row's total); negative and NaN entries
+    count as probability 0; a row with no positive entry samples token 0.
+
     Example
     -------
     >>> probs = torch.tensor([[0.05, 0.15, 0.8]])
     >>> sgl_kernel.min_p_sampling_from_probs(probs, 0.5)
     tensor([2], dtype=torch.int32)
     """
+    probs = _as_float32_matrix("probs", probs)
+    arr, val = _row_param("min_p", min_p, probs, torch.float32)
+    indices = _as_indices(indices)
     _check_nan(probs, check_nan)
-    arr, val = _split_param(min_p)
     out = _new_samples(probs, indices)
-    torch.ops.sgl_kernel.min_p_sampling_from_probs.default(
+    _ops.min_p_sampling_from_probs.default(
         probs, out, indices, arr, float(val), deterministic, generator
     )
     return out
