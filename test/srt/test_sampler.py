@@ -1,14 +1,15 @@
 """SGLang's Sampler on both backends: distributions, greedy, temperature, logprobs,
-seeds, NaN handling, invalid parameters, and the MUSA import branch.
+seeds and backend selection. (Parameter checks: test_sampling_params.py; batch-size
+checks: test_sampler_batch_checks.py; non-finite logits: test_sampler_non_finite.py;
+the MUSA branch: test_musa_branch.py.)
 
 The "flashinfer" backend runs the sgl_kernel ops: on the CPU their torch-native
 reference, on a GPU the FlashInfer kernels. Distributions are checked with a
-chi-square test at a false-alarm rate of 1e-4 per case (sgl_kernel.testing.ALPHA).
+chi-square test at a false-alarm rate of 1e-4 per case (sgl_kernel.testing.ALPHA)
+against sglang.test.sampler_testing.exact_distribution, which applies the kernels'
+keep rules (sgl_kernel.sampling_reference) in float64.
 """
 
-import importlib
-import logging
-import sys
 import types
 
 import pytest
@@ -16,23 +17,11 @@ import torch
 
 import sglang.srt.layers.sampler as sampler_module
 from sgl_kernel.testing import assert_matches_distribution, is_gpu
-from sglang.test.sampler_testing import exact_distribution as expected_distribution
 from sglang.srt.layers.logits_processor import LogitsProcessorOutput
 from sglang.srt.layers.sampler import Sampler, resolve_sampling_backend
 from sglang.srt.sampling.sampling_batch_info import SamplingBatchInfo
-from sglang.srt.sampling.sampling_params import TOP_K_ALL, SamplingParams
-
-try:
-    import sgl_kernel
-except ImportError as err:  # the pytorch backend is still tested
-    sgl_kernel, SGL_KERNEL_MISSING = None, str(err)
-else:
-    SGL_KERNEL_MISSING = None
-
-needs_kernels = pytest.mark.skipif(
-    sgl_kernel is None, reason=f"sgl_kernel is not built: {SGL_KERNEL_MISSING}"
-)
-BACKENDS = [pytest.param("pytorch"), pytest.param("flashinfer", marks=needs_kernels)]
+from sglang.srt.sampling.sampling_params import SamplingParams
+from sglang.test.sampler_testing import exact_distribution as expected_distribution
 
 VOCAB = 40
 
@@ -60,22 +49,23 @@ def run(backend, device, logits_row, params, n, positions=None, **forward_kw):
 
 
 PATHS = {
-    "plain": SamplingParams(temperature=1.0),
-    "hot": SamplingParams(temperature=2.0),
-    "cold": SamplingParams(temperature=0.5),
-    "top_k": SamplingParams(top_k=7),
-    "top_p": SamplingParams(top_p=0.6),
-    "min_p": SamplingParams(min_p=0.1),
-    "top_k_top_p": SamplingParams(temperature=0.8, top_k=10, top_p=0.7),
-    "all_three": SamplingParams(temperature=1.3, top_k=12, top_p=0.8, min_p=0.05),
+    "temperature=1": SamplingParams(temperature=1.0),
+    "temperature=2": SamplingParams(temperature=2.0),
+    "temperature=0.5": SamplingParams(temperature=0.5),
+    "top_k=7": SamplingParams(top_k=7),
+    "top_p=0.6": SamplingParams(top_p=0.6),
+    "min_p=0.1": SamplingParams(min_p=0.1),
+    "T=0.8 top_k=10 top_p=0.7": SamplingParams(temperature=0.8, top_k=10, top_p=0.7),
+    "T=1.3 top_k=12 top_p=0.8 min_p=0.05": SamplingParams(
+        temperature=1.3, top_k=12, top_p=0.8, min_p=0.05
+    ),
 }
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("path", sorted(PATHS))
 def test_token_frequencies_match_the_filtered_distribution(backend, path, device):
     n = 200_000 if is_gpu(device) else 20_000
-    logits = make_logits(seed=len(path))
+    logits = make_logits(seed=sorted(PATHS).index(path))
     torch.manual_seed(1234)
     ids, _ = run(backend, device, logits, PATHS[path], n)
     assert ids.dtype == torch.int32 and ids.shape == (n,)
@@ -84,7 +74,47 @@ def test_token_frequencies_match_the_filtered_distribution(backend, path, device
     )
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+EXACT = [
+    # (what, params, flashinfer, pytorch): probabilities 0.5, 0.3, 0.15, 0.05 filtered by hand
+    ("top_k=2", dict(top_k=2), [0.625, 0.375, 0, 0], [0.625, 0.375, 0, 0]),
+    (
+        "top_p=0.85 keeps mass-above 0.8",
+        dict(top_p=0.85),
+        [0.5 / 0.95, 0.3 / 0.95, 0.15 / 0.95, 0],
+        None,
+    ),
+    ("top_p=0.8 cuts mass-above 0.8", dict(top_p=0.8), [0.625, 0.375, 0, 0], None),
+    ("min_p=0.5", dict(min_p=0.5), [0.625, 0.375, 0, 0], None),
+    # min-p next to top-k/top-p: the kernels renormalise after each filter, so top-p sees
+    # mass-above 0.842 for token 2 (cut); the sort path sees 0.8 on the original (kept).
+    (
+        "top_k=3 top_p=0.83 min_p=0.01",
+        dict(top_k=3, top_p=0.83, min_p=0.01),
+        [0.625, 0.375, 0, 0],
+        [0.5 / 0.95, 0.3 / 0.95, 0.15 / 0.95, 0],
+    ),
+    ("greedy", dict(temperature=0), [1, 0, 0, 0], None),
+]
+
+
+@pytest.mark.parametrize(
+    "params, flashinfer, pytorch", [pytest.param(p, f, t, id=w) for w, p, f, t in EXACT]
+)
+def test_the_exact_distribution_helper_on_hand_computed_cases(params, flashinfer, pytorch):
+    logits = torch.tensor([0.5, 0.3, 0.15, 0.05]).log() + 3.0  # any shift: same softmax
+    params = SamplingParams(**params)
+    for backend, want in (("flashinfer", flashinfer), ("pytorch", pytorch or flashinfer)):
+        got = expected_distribution(logits, params, backend)
+        torch.testing.assert_close(got, torch.tensor(want, dtype=torch.float64), msg=backend)
+
+
+def test_the_sort_path_cuts_ties_at_the_top_k_pivot_in_token_id_order(device):
+    logits = torch.zeros(2000, 50, device=device)  # every token ties
+    info = SamplingBatchInfo.from_sampling_params([SamplingParams(top_k=3)] * 2000, device)
+    ids = Sampler("pytorch")(LogitsProcessorOutput(logits), info, False, None, None)
+    assert set(ids.tolist()) == {0, 1, 2}
+
+
 def test_greedy_batches_and_greedy_rows_take_the_argmax(backend, device):
     g = torch.Generator().manual_seed(3)
     logits = (torch.randn(64, 500, generator=g) * 3).to(device)
@@ -102,7 +132,6 @@ def test_greedy_batches_and_greedy_rows_take_the_argmax(backend, device):
     assert SamplingBatchInfo.from_sampling_params([greedy] * 2, device).is_all_greedy
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 def test_logprobs_are_the_temperature_scaled_log_softmax(backend, device):
     g = torch.Generator().manual_seed(4)
     logits = (torch.randn(6, 300, generator=g) * 2).to(device)
@@ -150,16 +179,13 @@ def test_all_greedy_logprobs_are_the_log_softmax(device):
 # --------------------------------------------------------------------------- seeds
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 def test_same_seed_and_position_give_the_same_token_on_every_backend(backend, device):
     logits = make_logits(seed=9)
     params = SamplingParams(temperature=1.0, top_p=0.95, top_k=30, sampling_seed=42)
     pos = torch.arange(100, device=device)
     first, _ = run(backend, device, logits, params, 100, positions=pos)
     again, _ = run(backend, device, logits, params, 100, positions=pos)
-    other_backend = (
-        "pytorch" if backend == "flashinfer" else ("flashinfer" if sgl_kernel else "pytorch")
-    )
+    other_backend = "pytorch" if backend == "flashinfer" else "flashinfer"
     across, _ = run(other_backend, device, logits, params, 100, positions=pos)
     assert torch.equal(first, again) and torch.equal(first, across)
     assert len(set(first.tolist())) > 1, "different positions must give different draws"
@@ -189,106 +215,16 @@ def test_unseeded_requests_in_a_seeded_batch_stay_random(device):
         out = LogitsProcessorOutput(logits.to(device).repeat(len(batch), 1))
         draws.append(
             Sampler("pytorch")(
-                out, info, False, [0] * 201, [None] * 201, positions=torch.zeros(201, device=device)
+                out,
+                info,
+                False,
+                [0] * 201,
+                [None] * 201,
+                positions=torch.zeros(201, dtype=torch.int64, device=device),
             )
         )
     assert draws[0][0] == draws[1][0]
     assert not torch.equal(draws[0][1:], draws[1][1:])
-
-
-def test_seeds_without_positions_are_a_clear_error():
-    with pytest.raises(ValueError, match="needs positions when a request sets sampling_seed"):
-        run("pytorch", "cpu", make_logits(), SamplingParams(sampling_seed=3), 4)
-
-
-# --------------------------------------------------------------------------- NaN
-
-
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_nan_logits_without_detection_give_token_zero_not_a_crash(backend, device, monkeypatch):
-    monkeypatch.delenv("SGLANG_ENABLE_NAN_DETECTION", raising=False)
-    logits = torch.randn(4, 30)
-    logits[2] = float("nan")
-    info = SamplingBatchInfo.from_sampling_params([SamplingParams(top_p=0.9)] * 4, device)
-    ids = Sampler(backend)(
-        LogitsProcessorOutput(logits.to(device)), info, False, [0] * 4, [None] * 4
-    )
-    assert ids[2] == 0 and bool((ids >= 0).all()) and bool((ids < 30).all())
-
-
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_nan_detection_replaces_nan_and_warns(backend, device, monkeypatch, caplog):
-    monkeypatch.setenv("SGLANG_ENABLE_NAN_DETECTION", "1")
-    monkeypatch.setenv("SGLANG_IS_IN_CI", "0")
-    logits = torch.zeros(2, 30)
-    logits[0, 5] = 50.0
-    logits[0, 7] = float("nan")
-    info = SamplingBatchInfo.from_sampling_params([SamplingParams(top_k=3)] * 2, device)
-    with caplog.at_level(logging.WARNING):
-        ids = Sampler(backend)(
-            LogitsProcessorOutput(logits.to(device)), info, False, [0] * 2, [None] * 2
-        )
-    assert ids[0] == 5  # the NaN became -1e5, so token 5 dominates
-    assert "NaN in the logits" in caplog.text
-
-
-def test_nan_detection_raises_in_ci(device, monkeypatch):
-    monkeypatch.setenv("SGLANG_ENABLE_NAN_DETECTION", "true")
-    monkeypatch.setenv("SGLANG_IS_IN_CI", "true")
-    logits = torch.randn(2, 10)
-    logits[1, 1] = float("nan")
-    info = SamplingBatchInfo.from_sampling_params([SamplingParams()] * 2, device)
-    with pytest.raises(ValueError, match="NaN in the logits"):
-        Sampler("pytorch")(
-            LogitsProcessorOutput(logits.to(device)), info, False, [0] * 2, [None] * 2
-        )
-
-
-def test_a_malformed_boolean_environment_variable_is_named(monkeypatch):
-    monkeypatch.setenv("SGLANG_ENABLE_NAN_DETECTION", "maybe")
-    with pytest.raises(ValueError, match="SGLANG_ENABLE_NAN_DETECTION='maybe' is not a boolean"):
-        Sampler("pytorch")
-
-
-# --------------------------------------------------------------------------- parameters
-
-
-@pytest.mark.parametrize(
-    "kwargs, message",
-    [
-        ({"temperature": -0.1}, r"temperature must be a number >= 0, got -0.1"),
-        ({"top_p": 0.0}, r"top_p must be in \(0, 1\], got 0.0"),
-        ({"top_p": 1.01}, r"top_p must be in \(0, 1\], got 1.01"),
-        ({"top_k": 0}, r"top_k must be an integer >= 1, or -1 for all tokens, got 0"),
-        ({"top_k": -2}, r"top_k must be an integer >= 1, or -1 for all tokens, got -2"),
-        ({"top_k": 2.5}, r"top_k must be an integer >= 1, or -1 for all tokens, got 2.5"),
-        ({"min_p": 1.5}, r"min_p must be in \[0, 1\], got 1.5"),
-        ({"min_p": -0.01}, r"min_p must be in \[0, 1\], got -0.01"),
-        ({"sampling_seed": "7"}, r"sampling_seed must be an integer or None, got '7'"),
-    ],
-)
-def test_invalid_sampling_params_name_field_value_and_range(kwargs, message):
-    with pytest.raises(ValueError, match=message):
-        SamplingParams(**kwargs)
-
-
-def test_sampling_params_normalisation():
-    assert (
-        SamplingParams(temperature=1e-7).temperature,
-        SamplingParams(temperature=1e-7).top_k,
-    ) == (1.0, 1)
-    assert SamplingParams(top_k=-1).top_k == TOP_K_ALL
-    info = SamplingBatchInfo.from_sampling_params(
-        [SamplingParams(top_k=5), SamplingParams(min_p=0.2)], "cpu"
-    )
-    assert (info.need_top_k_sampling, info.need_top_p_sampling, info.need_min_p_sampling) == (
-        True,
-        False,
-        True,
-    )
-    assert info.temperatures.shape == (2, 1) and info.top_ks.dtype == torch.int32
-    with pytest.raises(ValueError, match="at least one request"):
-        SamplingBatchInfo.from_sampling_params([], "cpu")
 
 
 def test_unknown_backend_is_a_clear_error():
@@ -314,68 +250,3 @@ def test_flashinfer_without_kernels_says_why(monkeypatch):
     with pytest.raises(RuntimeError, match="'flashinfer' cannot run: sgl_kernel is not built"):
         Sampler("flashinfer")
     assert resolve_sampling_backend(None, types.SimpleNamespace(type="cuda")) == "pytorch"
-
-
-# --------------------------------------------------------------------------- MUSA branch
-
-
-@needs_kernels
-def test_musa_branch_imports_and_calls_the_sgl_kernel_ops(monkeypatch):
-    """With torch_musa's marker set, the sampler must take its kernels from sgl_kernel."""
-    from sglang.srt.utils import common
-
-    monkeypatch.setattr(torch.version, "musa", "4.3.0", raising=False)
-    fake_torchada = types.ModuleType("torchada")
-    monkeypatch.setitem(sys.modules, "torchada", fake_torchada)
-    monkeypatch.setitem(sys.modules, "flashinfer", None)  # importing FlashInfer would fail
-    common.is_musa.cache_clear()
-    common.is_cuda.cache_clear()
-    try:
-        assert common.is_musa() and not common.is_cuda()
-        musa_sampler = importlib.reload(sampler_module)
-        for name in (
-            "min_p_sampling_from_probs",
-            "top_k_renorm_prob",
-            "top_p_renorm_prob",
-            "top_k_top_p_sampling_from_probs",
-            "sampling_from_probs",
-        ):
-            assert getattr(musa_sampler, name) is getattr(sgl_kernel, name), name
-        assert (
-            musa_sampler.resolve_sampling_backend(None, types.SimpleNamespace(type="musa"))
-            == "flashinfer"
-        )
-
-        called = []
-        for name in (
-            "top_k_top_p_sampling_from_probs",
-            "min_p_sampling_from_probs",
-            "top_k_renorm_prob",
-        ):
-            real = getattr(musa_sampler, name)
-            monkeypatch.setattr(
-                musa_sampler,
-                name,
-                lambda *a, _r=real, _n=name, **k: called.append(_n) or _r(*a, **k),
-            )
-        monkeypatch.setattr(
-            musa_sampler,
-            "top_k_top_p_min_p_sampling_from_probs_torch",
-            lambda *a, **k: pytest.fail("the sort-based pytorch path was used"),
-        )
-        logits = torch.randn(4, 50)
-        for params, op in [
-            (SamplingParams(top_k=5, top_p=0.9), "top_k_top_p_sampling_from_probs"),
-            (SamplingParams(top_k=5, min_p=0.1), "min_p_sampling_from_probs"),
-        ]:
-            info = SamplingBatchInfo.from_sampling_params([params] * 4, "cpu")
-            ids = musa_sampler.Sampler("flashinfer")(
-                LogitsProcessorOutput(logits.clone()), info, False, [0] * 4, [None] * 4
-            )
-            assert ids.shape == (4,) and op in called
-        assert "top_k_renorm_prob" in called
-    finally:
-        monkeypatch.undo()
-        common.is_musa.cache_clear()
-        common.is_cuda.cache_clear()
-        importlib.reload(sampler_module)

@@ -10,7 +10,8 @@ import torch
 
 @dataclass
 class LogitsProcessorOutput:
-    # [bs, vocab] logits of the next token; the sampler may modify them in place.
+    # [bs, vocab] logits of the next token (any float dtype); the sampler does not modify
+    # them: it reads a scaled, sanitised float32 copy.
     next_token_logits: torch.Tensor
     # Filled in by the sampler when logprobs are requested:
     next_token_logprobs: Optional[torch.Tensor] = None  # [bs] logprob of the sampled token

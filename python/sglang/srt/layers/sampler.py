@@ -2,15 +2,18 @@
 
 The path a batch takes, top to bottom in Sampler.forward:
 
-1. NaN check of the logits (SGLANG_ENABLE_NAN_DETECTION): warn, replace NaN by -1e5,
-   raise instead in CI (SGLANG_IS_IN_CI).
-2. All requests greedy -> argmax. Otherwise divide by each row's temperature, softmax,
-   and sample with the batch's filters:
+1. Checks (sampler_inputs.py): every per-row argument has one entry per logits row,
+   else ValueError. With SGLANG_ENABLE_NAN_DETECTION, NaN / +inf logits are reported
+   (a warning; ValueError in CI, SGLANG_IS_IN_CI) at the cost of one host sync.
+2. Divide by each row's temperature (greedy rows: 1) in float32 and sanitise: +inf
+   becomes the largest float32, NaN and -inf the most negative, always, without a
+   host sync, so every row is a proper distribution.
+3. All requests greedy -> argmax. Otherwise softmax and sample with the batch's filters:
    - no top-k / top-p / min-p: plain categorical sampling;
    - min-p: top-k renorm, top-p renorm (each only if some row uses it), min-p sampling;
    - otherwise: joint top-k / top-p sampling.
    Greedy rows of a mixed batch take the argmax.
-3. Logprobs, if asked: of the temperature-scaled distribution, for the sampled token,
+4. Logprobs, if asked: of the temperature-scaled distribution, for the sampled token,
    the top-N tokens per request, and requested token ids.
 
 Backends: "flashinfer" runs FlashInfer's sorting-free kernels as sgl_kernel ops (on
@@ -35,8 +38,9 @@ import torch
 from torch import nn
 
 from sglang.srt.layers.logits_processor import LogitsProcessorOutput
+from sglang.srt.layers.sampler_inputs import check_batch, report_non_finite, sanitize_logits
 from sglang.srt.sampling.sampling_batch_info import SamplingBatchInfo
-from sglang.srt.utils import crash_on_warnings, get_bool_env_var, is_musa
+from sglang.srt.utils import get_bool_env_var, is_musa
 
 logger = logging.getLogger(__name__)
 
@@ -101,44 +105,44 @@ class Sampler(nn.Module):
         logits_output: LogitsProcessorOutput,
         sampling_info: SamplingBatchInfo,
         return_logprob: bool,
-        top_logprobs_nums: List[int],
-        token_ids_logprobs: List[Optional[List[int]]],
+        top_logprobs_nums: Optional[List[int]],
+        token_ids_logprobs: Optional[List[Optional[List[int]]]],
         positions: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
         """Sample one token per row; returns int32 ids [bs] and fills logits_output's logprobs.
 
-        positions ([bs] int64, the position of the token being sampled) is needed only
-        when some request has a sampling_seed.
+        Every per-row argument must have one entry per logits row (a ValueError names the
+        one that does not): the SamplingBatchInfo tensors, top_logprobs_nums (ints in
+        [0, vocab]) and token_ids_logprobs (None or token ids in [0, vocab) per row; None
+        for the whole list means no request asks), and positions ([bs] integer tensor, the
+        position of the token being sampled), which is needed only when some request has
+        a sampling_seed.
         """
-        logits = self._check_nan(logits_output.next_token_logits)
+        logits = logits_output.next_token_logits
+        check_batch(logits, sampling_info, top_logprobs_nums, token_ids_logprobs, positions)
+        if self.enable_nan_detection:
+            report_non_finite(logits)
 
+        # Everything below reads `scaled`: float32, finite. Greedy rows carry temperature
+        # 1, so an all-greedy batch skips the division.
         if sampling_info.is_all_greedy:
-            next_ids = torch.argmax(logits, dim=-1)
-            logprobs = torch.log_softmax(logits, dim=-1) if return_logprob else None
+            scaled = sanitize_logits(logits, owned=False)
+            next_ids = torch.argmax(scaled, dim=-1)
         else:
-            scaled = logits / sampling_info.temperatures
+            scaled = sanitize_logits(logits / sampling_info.temperatures, owned=True)
             probs = torch.softmax(scaled, dim=-1)
-            logprobs = torch.log_softmax(scaled, dim=-1) if return_logprob else None
             next_ids = self._sample(probs, sampling_info, positions)
             if sampling_info.has_greedy:
                 greedy = sampling_info.top_ks == 1
-                next_ids = torch.where(greedy, torch.argmax(logits, dim=-1), next_ids.long())
+                next_ids = torch.where(greedy, torch.argmax(scaled, dim=-1), next_ids.long())
         next_ids = next_ids.to(torch.int32)
 
         if return_logprob:
+            logprobs = torch.log_softmax(scaled, dim=-1)
             attach_logprobs(
                 logits_output, logprobs, next_ids, top_logprobs_nums, token_ids_logprobs
             )
         return next_ids
-
-    def _check_nan(self, logits: torch.Tensor) -> torch.Tensor:
-        if not self.enable_nan_detection or not bool(torch.isnan(logits).any()):
-            return logits
-        message = "Detected errors during sampling! NaN in the logits."
-        logger.warning(message)
-        if crash_on_warnings():
-            raise ValueError(message)
-        return torch.where(torch.isnan(logits), torch.full_like(logits, -1e5), logits)
 
     def _backend_for(self, device: torch.device) -> str:
         if device.type not in self._backend_by_device:
@@ -189,12 +193,13 @@ def top_k_top_p_min_p_sampling_from_probs_torch(
 ) -> torch.Tensor:
     """Sort-based sampling: cut each sorted row by top-k, top-p and min-p, then draw.
 
-    A row keeps its k most likely tokens (ties cut by sort order), the shortest prefix
+    A row keeps its k most likely tokens (ties cut in token-id order), the shortest prefix
     whose mass reaches p, and tokens of at least min_p times the row's top probability.
     NaN counts as probability 0; a row with nothing left samples token 0, as the
     kernels do. With sampling_seed, draws are keyed by (seed, position, token id).
     """
-    sorted_p, order = torch.nan_to_num(probs, nan=0.0).sort(dim=-1, descending=True)
+    # Stable: ties are cut in token-id order, the same on every device.
+    sorted_p, order = torch.nan_to_num(probs, nan=0.0).sort(dim=-1, descending=True, stable=True)
     ranks = torch.arange(probs.size(-1), device=probs.device).view(1, -1)
     cut = ranks >= top_ks.view(-1, 1)
     cut |= (sorted_p.cumsum(dim=-1) - sorted_p) > top_ps.view(-1, 1)

@@ -1,4 +1,8 @@
-"""The sampling parameters of a batch, as tensors on the device the logits live on."""
+"""The sampling parameters of a batch, as tensors on the device the logits live on.
+
+Built from validated SamplingParams, whose ranges are those of these tensors (float32,
+int32, int64): building a batch cannot fail because of one request's values.
+"""
 
 from __future__ import annotations
 
@@ -31,6 +35,9 @@ class SamplingBatchInfo:
     ) -> "SamplingBatchInfo":
         if not params:
             raise ValueError("a batch needs at least one request's SamplingParams")
+        for i, p in enumerate(params):
+            if not isinstance(p, SamplingParams):
+                raise TypeError(f"params[{i}] must be a SamplingParams, got {type(p).__name__}")
         top_ks = [p.top_k for p in params]
         seeds = None
         if any(p.sampling_seed is not None for p in params):
@@ -57,3 +64,31 @@ class SamplingBatchInfo:
             need_min_p_sampling=any(p.min_p > 0 for p in params),
             sampling_seed=seeds,
         )
+
+    # (field, shape for a batch of bs rows) of every per-row tensor
+    _ROW_FIELDS = (
+        ("temperatures", lambda bs: (bs, 1)),
+        ("top_ps", lambda bs: (bs,)),
+        ("top_ks", lambda bs: (bs,)),
+        ("min_ps", lambda bs: (bs,)),
+        ("sampling_seed", lambda bs: (bs,)),
+    )
+
+    def check_batch(self, batch_size: int, device: torch.device) -> None:
+        """ValueError unless every per-row tensor has one entry per logits row and lives
+        on the logits' device: a mismatch would broadcast one row's parameters to the
+        others, or truncate them, without an error. Shapes only: no host sync."""
+        for name, shape in self._ROW_FIELDS:
+            t = getattr(self, name)
+            if t is None:
+                continue
+            want = shape(batch_size)
+            if tuple(t.shape) != want:
+                raise ValueError(
+                    f"SamplingBatchInfo.{name} has shape {list(t.shape)}, expected "
+                    f"{list(want)}: one entry per logits row ({batch_size} rows)"
+                )
+            if t.device != device:
+                raise ValueError(
+                    f"SamplingBatchInfo.{name} is on {t.device}, the logits on {device}"
+                )

@@ -1,4 +1,5 @@
 import functools
+import importlib.util
 import os
 
 import torch
@@ -26,17 +27,22 @@ def crash_on_warnings() -> bool:
 
 @functools.lru_cache(maxsize=1)
 def is_musa() -> bool:
-    """True on Moore Threads GPUs: torch_musa is imported and sets torch.version.musa.
+    """True on Moore Threads hosts: torch_musa is imported (it sets torch.version.musa) or
+    installed. A pure check: it imports nothing, so the answer does not depend on whether
+    torch_musa was imported before this module, and asking it changes nothing.
 
-    Only then is torchada imported: it makes the CUDA-named torch APIs SGLang calls
-    (torch.cuda.*, "cuda" devices) work on MUSA. On other hosts importing it would
-    change environment variables, so it is never imported there.
+    The sampling layer needs no torchada at run time: it calls only device-generic torch
+    APIs, and sgl_kernel imports torch_musa itself. torchada is imported only where
+    CUDA-named APIs must be redirected to MUSA, explicitly at that place: the MUSA build
+    (sgl-kernel/setup_musa.py, before torch.utils.cpp_extension). Importing it is not a
+    no-op (it sets environment variables and patches torch), so a query must not do it.
     """
-    if getattr(torch.version, "musa", None) is None:
-        return False
-    import torchada  # noqa: F401
-
-    return True
+    if getattr(torch.version, "musa", None) is not None:
+        return True
+    try:
+        return importlib.util.find_spec("torch_musa") is not None
+    except ValueError:  # in sys.modules without a spec (a stand-in): it is there
+        return True
 
 
 @functools.lru_cache(maxsize=1)
