@@ -189,8 +189,11 @@ def test_a_meta_argument_next_to_cpu_probs_is_a_clear_error(case, on_meta):
 
 def test_a_meta_argument_through_the_wrapper_is_a_clear_error():
     probs = make_probs(3, 40, "cpu")
-    with pytest.raises(RuntimeError, match=r"maybe_top_p_arr must be on the same device"):
+    with pytest.raises(ValueError, match=r"top_p must be on the same device as probs"):
         sgl_kernel.top_p_sampling_from_probs(probs, torch.ones(3, device="meta"))
+    out = torch.empty(3, dtype=torch.int32, device="meta")
+    with pytest.raises(RuntimeError, match=r"output must be on the same device"):
+        torch.ops.sgl_kernel.sampling_from_probs.default(probs, out, None, True, None)
 
 
 @pytest.mark.parametrize("case", RAW_OP_CASES, **by_id)
@@ -609,6 +612,10 @@ def _raw(name, *args):
 
 
 # (call(P, device), message); P is a (4, 10) probability matrix on the device.
+def _ids(n, device):
+    return torch.empty(n, dtype=torch.int32, device=device)
+
+
 BAD_CALLS = [
     pytest.param(
         lambda P, d: _raw("top_p_sampling_from_probs", P.double(), torch.empty(4, dtype=torch.int32, device=d), None, None, 0.9, True, None),
@@ -633,20 +640,24 @@ BAD_CALLS = [
     pytest.param(lambda P, d: sgl_kernel.min_p_sampling_from_probs(P, -0.1), r"min_p_val must be in \[0, 1\], got -0.1", id="min_p-negative"),
     pytest.param(lambda P, d: sgl_kernel.min_p_sampling_from_probs(P, float("nan")), r"min_p_val must be in \[0, 1\], got nan", id="min_p-nan"),
     pytest.param(
-        lambda P, d: sgl_kernel.top_k_sampling_from_probs(P, torch.ones(4, dtype=torch.int64, device=d)),
-        r"maybe_top_k_arr must be int32, got int64", id="top_k-arr-int64",
+        lambda P, d: torch.ops.sgl_kernel.top_k_sampling_from_probs.default(
+            P, _ids(4, d), None, torch.ones(4, dtype=torch.int64, device=d), 0, True, None
+        ),
+        r"maybe_top_k_arr must be int32, got int64", id="raw-top_k-arr-int64",
     ),
     pytest.param(
         lambda P, d: sgl_kernel.top_p_sampling_from_probs(P, torch.ones(3, device=d)),
-        r"maybe_top_p_arr must be 1-D of length 4, got shape \[3\]", id="top_p-arr-short",
+        r"top_p must have one value per row of probs \(4 rows\), got 3 values", id="top_p-arr-short",
     ),
     pytest.param(
         lambda P, d: sgl_kernel.min_p_sampling_from_probs(P, torch.ones(4, 1, device=d)),
-        r"maybe_min_p_arr must be 1-D of length 4", id="min_p-arr-2d",
+        r"min_p must be a number or a 1-D tensor .* got a 2-D tensor of shape \[4, 1\]", id="min_p-arr-2d",
     ),
     pytest.param(
-        lambda P, d: sgl_kernel.top_p_renorm_probs(P, torch.ones(4, dtype=torch.float64, device=d)),
-        r"maybe_top_p_arr must be float32, got float64", id="top_p-arr-float64",
+        lambda P, d: torch.ops.sgl_kernel.top_p_renorm_probs.default(
+            P, torch.empty_like(P), torch.ones(4, dtype=torch.float64, device=d), 0.0
+        ),
+        r"maybe_top_p_arr must be float32, got float64", id="raw-top_p-arr-float64",
     ),
     pytest.param(
         lambda P, d: sgl_kernel.sampling_from_probs(P, torch.tensor([0, 4], dtype=torch.int32, device=d)),
@@ -657,8 +668,10 @@ BAD_CALLS = [
         r"maybe_indices must lie in \[0, 4\), got values in \[-1, 2\]", id="indices-negative",
     ),
     pytest.param(
-        lambda P, d: sgl_kernel.sampling_from_probs(P, torch.tensor([0, 1], device=d)),
-        r"maybe_indices must be int32, got int64", id="indices-int64",
+        lambda P, d: torch.ops.sgl_kernel.sampling_from_probs.default(
+            P, _ids(2, d), torch.tensor([0, 1], device=d), True, None
+        ),
+        r"maybe_indices must be int32, got int64", id="raw-indices-int64",
     ),
     pytest.param(
         lambda P, d: sgl_kernel.top_k_top_p_sampling_from_probs(P, 2, 0.9, filter_apply_order="top_p_first"),

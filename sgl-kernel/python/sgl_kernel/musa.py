@@ -117,11 +117,16 @@ def _as_indices(indices: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
     return indices.contiguous()
 
 
+_INT64_MAX = 2**63 - 1
+
+
 def _int_param(name: str, value: float) -> int:
-    """An integer-valued scalar for an `int` schema argument; 2.5 must not become 2."""
+    """An integer-valued scalar for an `int` schema argument; 2.5 must not become 2, and
+    inf or NaN must not become an OverflowError. Any k >= vocab keeps every token, so
+    values past int64 are passed as its largest value."""
     if isinstance(value, float) and not value.is_integer():
         raise RuntimeError(f"{name} must be an integer, got {value}")
-    return int(value)
+    return min(int(value), _INT64_MAX)
 
 
 def _check_nan(probs: torch.Tensor, check_nan: bool) -> None:
