@@ -28,6 +28,7 @@ import argparse
 import csv
 import importlib.util
 import os
+import re
 import statistics
 import sys
 import time
@@ -148,7 +149,7 @@ def load_flashinfer_launchers(version: str, include_dir: str):
     if not version.startswith("0.5."):
         flags.append("-DFLASHINFER_072")
     return load(
-        name="flashinfer_launchers_" + version.replace(".", "_"),
+        name="flashinfer_launchers_" + re.sub(r"\W", "_", version),
         sources=[str(Path(__file__).with_name("flashinfer_launchers.cu"))],
         extra_include_paths=[include_dir] + _curand_include_dirs(),
         extra_cuda_cflags=flags,

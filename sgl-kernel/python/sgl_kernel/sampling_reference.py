@@ -10,9 +10,9 @@ same way under torch.compile or on meta tensors.
 The contract (the FlashInfer 0.5.3 kernels with our patches compute the same):
 
 * Weights: NaN and negative entries weigh 0, others their value. Rows need not sum
-  to 1: S is the row's total weight. A row without a finite positive total (all
-  zero, NaN or negative; a +inf entry; a sum past the float32 range) is invalid and
-  weighs 0 everywhere.
+  to 1: S is the row's total weight. A row whose total is not a normal float32 (all
+  zero, NaN or negative; only subnormals; a +inf entry; a sum past the float32
+  range) is invalid and weighs 0 everywhere.
 * top-k:  token i is kept iff w_i > 0 and fewer than k tokens have a larger weight
           (ties at the pivot are kept, unlike a sort-and-cut path).
 * top-p:  token i is kept iff w_i > 0 and the tokens of larger weight hold less than
@@ -215,12 +215,17 @@ def min_p_rows(arr, val, probs) -> torch.Tensor:
 # ----------------------------------------------------------------------------- masks
 
 
+# A total below the smallest normal float32 (a row of subnormals) cannot be drawn from
+# exactly in float32 (u * S falls on a few representable values): such rows are invalid.
+_FLOAT32_NORMAL_MIN = torch.finfo(torch.float32).tiny
+
+
 def weights(probs: torch.Tensor) -> torch.Tensor:
     """Each entry's weight: NaN and negatives weigh 0; an invalid row (no finite positive
     total, summed in float32 as the kernels do) weighs 0 everywhere."""
     w = torch.where(probs > 0, probs, 0.0)
     total = w.sum(dim=-1, keepdim=True)
-    return torch.where((total > 0) & torch.isfinite(total), w, 0.0)
+    return torch.where((total >= _FLOAT32_NORMAL_MIN) & torch.isfinite(total), w, 0.0)
 
 
 def greater_stats(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
