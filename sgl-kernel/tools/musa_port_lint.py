@@ -143,11 +143,11 @@ def stage(dest: Path, exclude_patch: str | None = None) -> Path:
     ones whose name starts with exclude_patch)."""
     setup_musa = load_setup_musa()
     if exclude_patch is None:
-        include = setup_musa.stage_flashinfer()
-    else:
-        chosen = [p for p in setup_musa._patches() if not p.name.startswith(exclude_patch)]
-        include = setup_musa.stage_flashinfer_into(Path(dest).parent / "flashinfer-src", chosen)
-    return setup_musa.stage_musa_sources(include, Path(dest))
+        return setup_musa.stage_musa_sources(setup_musa.stage_flashinfer(), Path(dest))
+    chosen = [p for p in setup_musa._patches() if not p.name.startswith(exclude_patch)]
+    with tempfile.TemporaryDirectory(prefix="musa-port-lint-flashinfer-") as tmp:
+        include = setup_musa.stage_flashinfer_into(Path(tmp), chosen)
+        return setup_musa.stage_musa_sources(include, Path(dest))
 
 
 # ----------------------------------------------------------------------------- checks
