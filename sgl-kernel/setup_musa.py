@@ -1,19 +1,28 @@
 """Build sgl_kernel.common_ops (the sampling ops) for MUSA or, on other hosts, CUDA.
 
-    cd sgl-kernel && python setup_musa.py install         # MUSA: MTGPU_TARGET=mp_31|mp_22
+    cd sgl-kernel && python setup_musa.py install         # MUSA (arch: see musa_arch)
     pip install --no-build-isolation -e sgl-kernel        # editable, either platform
 
 One source tree, two toolchains:
 
 * torch_musa importable -> MUSA. torchada is imported before torch.utils.cpp_extension
   (it swaps in the MUSA extension classes and rewrites CUDA spellings in the sources
-  *in place*), so we compile a staged copy under build/musa_src and never touch the
-  checkout. mcc flags, arch from MTGPU_TARGET.
+  *in place*), so we compile a staged copy (musa_stage_dir) and never touch the
+  checkout. mcc flags; arch from MTGPU_TARGET, else the visible device, else mp_31.
 * otherwise -> CUDA through CUDAExtension and nvcc; arch from TORCH_CUDA_ARCH_LIST
   (9.0 when it is unset and no GPU is visible).
 
 Both compile FlashInfer 0.5.3's sampling headers, staged into 3rdparty/flashinfer with
 our patches from 3rdparty/patches (see stage_flashinfer).
+
+Importing this file has no side effects, so another build script (upstream SGLang's
+sgl-kernel/setup_musa.py) can reuse the sampling pieces:
+
+    spec = importlib.util.spec_from_file_location("sampling_build", "<this file>")
+    sampling_build = importlib.util.module_from_spec(spec); spec.loader.exec_module(sampling_build)
+    parts = sampling_build.sampling_build_parts()   # stages the patched FlashInfer headers
+    sources += parts["sources"]; include_dirs += parts["include_dirs"]
+    # and build with sampling_build.with_port_rules(BuildExtension) on MUSA
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -49,13 +59,35 @@ FLASHINFER_HEADERS = (
 )
 WHEEL_HEADER_PREFIX = "flashinfer/data/include/flashinfer/"
 
-SOURCES = ("csrc/common_extension_musa.cc", "csrc/sampling/sampling.cu")
+# Relative to sgl-kernel/. The registration file is ours; a build that already has its
+# own (upstream's common_extension_musa.cc) takes only SAMPLING_SOURCES.
+SAMPLING_SOURCES = ("csrc/sampling/sampling.cu",)
+SOURCES = ("csrc/common_extension_musa.cc",) + SAMPLING_SOURCES
 EXTENSION_NAME = "sgl_kernel.common_ops"
 
 # Moore Threads architectures we build for: mp_31 = MTT S5000, mp_22 = MTT S4000.
 MUSA_ARCHS = {"mp_31": "MTT S5000", "mp_22": "MTT S4000"}
 DEFAULT_MUSA_ARCH = "mp_31"
 DEFAULT_CUDA_ARCH_LIST = "9.0"
+
+# torchada versions: 0.1.103 is the one whose porting code the lint models and the
+# tests run (tools/musa_port.py, tests/test_musa_port_lint.py). Older than 0.1.68
+# (upstream SGLang's floor) is refused: 0.1.56 has no _mappings package and ports into
+# a <dir>_musa mirror with .mu renames, so the staged sources would compile unported.
+TORCHADA_CHECKED = "0.1.103"
+TORCHADA_MINIMUM = (0, 1, 68)
+
+# torchada 0.1.103 has no rule for these runtime names, which FlashInfer 0.5.3's
+# launchers use; torchada's BuildExtension takes project rules through
+# get_mapping_rule() (with_port_rules). The MUSA names exist in MUSA's runtime
+# (musaLaunchKernelEx appears in MUPTI's callback list); unverified with mcc here.
+EXTRA_PORT_RULES = {
+    "cudaLaunchKernelEx": "musaLaunchKernelEx",
+    "cudaLaunchKernel": "musaLaunchKernel",
+    "cudaErrorInvalidValue": "musaErrorInvalidValue",
+    "cudaDevAttrComputeCapabilityMajor": "musaDevAttrComputeCapabilityMajor",
+    "cudaDevAttrComputeCapabilityMinor": "musaDevAttrComputeCapabilityMinor",
+}
 
 # On CUDA the C++ standard is left to torch's builder: it matches torch's headers
 # (C++17 up to torch 2.10, C++20 after). torch_musa's torch still uses C++17.
@@ -69,10 +101,37 @@ NVCC_FLAGS = [
     "-U__CUDA_NO_BFLOAT16_CONVERSIONS__",
     "-U__CUDA_NO_HALF2_OPERATORS__",
 ]
-# torchada renames the "nvcc" key to "mcc" but does not translate flags.
-MCC_FLAGS = ["-x", "musa", "-mtgpu", "-O3", "-std=c++17", "-DUSE_MUSA"]
+# mcc flags, reviewed against upstream SGLang's MUSA build. torchada renames the "nvcc"
+# key to "mcc" but does not translate flags: nothing nvcc-only here (the lint checks).
+MCC_FLAGS = [
+    "-x",
+    "musa",  # compile .cu/.cc as MUSA
+    "-mtgpu",
+    "-O3",
+    "-Od3",  # mcc's device-code optimisation level, as upstream passes it
+    "-std=c++17",  # torch_musa's torch headers are C++17
+    # FlashInfer reads half/fp8 vectors through uint32_t pointers; clang-based mcc
+    # would otherwise optimise on strict aliasing. Upstream passes it too.
+    "-fno-strict-aliasing",
+    "-DUSE_MUSA",
+    # Not taken from upstream:
+    # -ffast-math: our patches 0002/0004 rely on NaN comparisons (a pivot loop that ends
+    #   on NaN, `p > 0` rejecting NaN); fast-math lets the compiler assume no NaN.
+    # -fmusa-flush-denormals-to-zero: probabilities below 1.2e-38 occur in 128k
+    #   vocabularies; flushing them would make MUSA sample differently from the CUDA
+    #   build and the CPU reference.
+    # -DNDEBUG: the CUDA build does not define it either (one code path, FlashInfer's
+    #   launch-error report included, on both).
+]
 # "force_mcc" makes torchada compile the .cc registration file with mcc as well.
 MUSA_CXX_FLAGS = ["-O3", "-std=c++17", "-DUSE_MUSA", "force_mcc"]
+
+# Include roots torchada 0.1.103 does not port (it treats them as system headers):
+# a staged tree there would compile with CUDA spellings. Source parents are always
+# ported; include roots are not, so the whole stage must stay clear of these.
+TORCHADA_SKIPPED_PREFIXES = ("/usr/", "/opt/")
+TORCHADA_SKIPPED_PARTS = ("site-packages", "dist-packages")
+STAGE_DIR_VARIABLE = "SGL_KERNEL_MUSA_STAGE_DIR"
 
 
 class BuildError(RuntimeError):
@@ -142,8 +201,8 @@ def _copy_headers_from_source(source_dir: Path, dest: Path) -> None:
         shutil.copyfile(found / name, dest / name)
 
 
-def _apply_patches(include_root: Path) -> None:
-    for patch in _patches():
+def _apply_patches(include_root: Path, patches=None) -> None:
+    for patch in _patches() if patches is None else patches:
         cmd = ["patch", "-p1", "--batch", "--forward", "--quiet", "-d", str(include_root)]
         try:
             result = subprocess.run(cmd + ["-i", str(patch)], capture_output=True, text=True)
@@ -151,9 +210,28 @@ def _apply_patches(include_root: Path) -> None:
             raise BuildError("the `patch` program is required (apt-get install patch)") from err
         if result.returncode != 0:
             raise BuildError(
-                f"{patch.name} does not apply to FlashInfer {FLASHINFER_VERSION}:\n"
+                f"{Path(patch).name} does not apply to FlashInfer {FLASHINFER_VERSION}:\n"
                 f"{result.stdout}{result.stderr}"
             )
+
+
+def stage_flashinfer_into(dest: Path, patches=None, env: dict | None = None) -> Path:
+    """Copy the pinned FlashInfer headers into dest/include/flashinfer and apply `patches`
+    (default: every 3rdparty/patches/*.patch, in name order); return dest/include.
+
+    For tools that need a specific patch set (the GPU identity check stages with and
+    without one patch). dest must not exist yet or be empty.
+    """
+    env = os.environ if env is None else env
+    source_dir = env.get("FLASHINFER_SOURCE_DIR")
+    headers = Path(dest) / "include" / "flashinfer"
+    headers.mkdir(parents=True, exist_ok=True)
+    if source_dir:
+        _copy_headers_from_source(Path(source_dir), headers)
+    else:
+        _copy_headers_from_wheel(_download_wheel(), headers)
+    _apply_patches(Path(dest), patches)
+    return Path(dest) / "include"
 
 
 def stage_flashinfer(env: dict | None = None) -> Path:
@@ -175,18 +253,22 @@ def stage_flashinfer(env: dict | None = None) -> Path:
     THIRDPARTY_DIR.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=THIRDPARTY_DIR, prefix=".flashinfer-") as tmp:
         stage = Path(tmp) / "flashinfer"
-        headers = stage / "include" / "flashinfer"
-        headers.mkdir(parents=True)
-        if source_dir:
-            _copy_headers_from_source(Path(source_dir), headers)
-        else:
-            _copy_headers_from_wheel(_download_wheel(), headers)
-        _apply_patches(stage)
+        stage_flashinfer_into(stage, env=env)
         (stage / "STAGED_FROM").write_text(_stamp(origin))
         if FLASHINFER_DIR.exists():
             shutil.rmtree(FLASHINFER_DIR)
         stage.rename(FLASHINFER_DIR)
     return include_dir
+
+
+def sampling_build_parts(env: dict | None = None) -> dict:
+    """What a build script adds to compile the sampling ops: sources (relative to
+    sgl-kernel/) and include dirs (ours and the staged, patched FlashInfer headers).
+    Stages FlashInfer (see stage_flashinfer); nothing else changes."""
+    return {
+        "sources": list(SAMPLING_SOURCES),
+        "include_dirs": [str(KERNEL_DIR / "include"), str(stage_flashinfer(env))],
+    }
 
 
 # --------------------------------------------------------------------------- platforms
@@ -196,12 +278,103 @@ def is_musa_host() -> bool:
     return importlib.util.find_spec("torch_musa") is not None
 
 
-def musa_arch(env: dict) -> str:
-    arch = env.get("MTGPU_TARGET", DEFAULT_MUSA_ARCH)
+def visible_musa_arch() -> str | None:
+    """mp_{major}{minor} of MUSA device 0, or None without torch_musa or a device."""
+    try:
+        import torch
+        import torch_musa  # noqa: F401  (registers torch.musa)
+
+        if not torch.musa.is_available():
+            return None
+        major, minor = torch.musa.get_device_capability(0)
+    except Exception:  # no driver, no device, an old torch_musa: fall back to the default
+        return None
+    return f"mp_{major}{minor}"
+
+
+def musa_arch(env: dict, device_arch: str | None = None) -> str:
+    """MTGPU_TARGET if set, else the visible device's arch, else mp_31."""
+    arch = env.get("MTGPU_TARGET")
+    source = "MTGPU_TARGET"
+    if arch is None and device_arch is not None:
+        arch, source = device_arch, "the visible MUSA device"
+    if arch is None:
+        arch, source = DEFAULT_MUSA_ARCH, "the default"
     if arch not in MUSA_ARCHS:
         known = ", ".join(f"{a} ({card})" for a, card in MUSA_ARCHS.items())
-        raise BuildError(f"MTGPU_TARGET={arch!r} is not supported; use one of: {known}")
+        what = f"MTGPU_TARGET={arch!r}" if source == "MTGPU_TARGET" else f"{source} ({arch})"
+        raise BuildError(f"{what} is not supported; use one of: {known}")
     return arch
+
+
+def torch_musa_arch_list(arch: str, env: dict) -> str:
+    """TORCH_MUSA_ARCH_LIST for `arch` ("31" for mp_31). torch_musa's MUSAExtension adds
+    --offload-arch for every visible device when the variable is unset, which would put
+    a second arch next to ours; a different value already set is an error."""
+    value = arch.removeprefix("mp_")
+    current = env.get("TORCH_MUSA_ARCH_LIST")
+    if current is not None and current.replace(",", ";").split(";") != [value]:
+        raise BuildError(
+            f"TORCH_MUSA_ARCH_LIST={current!r} disagrees with the target arch {arch}; "
+            f"unset it or set TORCH_MUSA_ARCH_LIST={value} (MTGPU_TARGET chooses the arch)"
+        )
+    return value
+
+
+def torchada_skips(path: Path, env: dict) -> bool:
+    """Whether torchada 0.1.103 would leave an include root at `path` unported."""
+    real = os.path.realpath(path)
+    if real.startswith(TORCHADA_SKIPPED_PREFIXES) or any(
+        part in real for part in TORCHADA_SKIPPED_PARTS
+    ):
+        return True
+    parts = Path(real).parts
+    for item in re.split(rf"[{re.escape(os.pathsep)},]", env.get("TORCHADA_EXCLUDE_DIRS", "")):
+        item = item.strip()
+        if not item:
+            continue
+        if os.sep in item:
+            root = os.path.realpath(item)
+            if os.path.commonpath([real, root]) in (real, root):
+                return True
+        elif item in parts:
+            return True
+    return False
+
+
+def musa_stage_dir(env: dict) -> Path:
+    """Where the MUSA build stages what it compiles: sgl-kernel/build/musa_src, unless
+    torchada would not port it there (a checkout under /opt, /usr or site-packages);
+    then SGL_KERNEL_MUSA_STAGE_DIR, else a directory in the system temp dir."""
+    chosen = env.get(STAGE_DIR_VARIABLE)
+    candidates = [Path(chosen)] if chosen else [KERNEL_DIR / "build" / "musa_src"]
+    if not chosen:
+        tag = hashlib.sha256(str(KERNEL_DIR).encode()).hexdigest()[:12]
+        candidates.append(Path(tempfile.gettempdir()) / f"sgl-kernel-musa-src-{tag}")
+    for candidate in candidates:
+        if not torchada_skips(candidate, env):
+            return candidate
+    raise BuildError(
+        f"torchada does not port sources under {', '.join(str(c) for c in candidates)} "
+        "(it skips include roots under /usr/, /opt/, any site-packages or dist-packages "
+        f"path and TORCHADA_EXCLUDE_DIRS); set {STAGE_DIR_VARIABLE} to a directory outside them"
+    )
+
+
+def check_torchada_version(version: str) -> str | None:
+    """A warning for a torchada other than the checked one; BuildError when too old."""
+    numbers = tuple(int(n) for n in re.findall(r"\d+", version)[:3])
+    if numbers < TORCHADA_MINIMUM:
+        raise BuildError(
+            f"torchada {version} is too old: before 0.1.68 it ports into a <dir>_musa mirror "
+            f"and has no _mappings package; pip install torchada=={TORCHADA_CHECKED}"
+        )
+    if version != TORCHADA_CHECKED:
+        return (
+            f"setup_musa.py: torchada {version} is not the checked {TORCHADA_CHECKED}; "
+            "run sgl-kernel/tools/musa_port_lint.py with it before trusting the build"
+        )
+    return None
 
 
 def stage_musa_sources(flashinfer_include: Path, stage_dir: Path) -> Path:
@@ -214,9 +387,8 @@ def stage_musa_sources(flashinfer_include: Path, stage_dir: Path) -> Path:
     return stage_dir
 
 
-def musa_extension_kwargs(env: dict, stage_dir: Path) -> dict:
+def musa_extension_kwargs(arch: str, stage_dir: Path) -> dict:
     """Sources, include dirs and flags of the MUSA extension, relative to nothing in the checkout."""
-    arch = musa_arch(env)
     return {
         "name": EXTENSION_NAME,
         "sources": [os.path.relpath(stage_dir / s, KERNEL_DIR) for s in SOURCES],
@@ -226,6 +398,17 @@ def musa_extension_kwargs(env: dict, stage_dir: Path) -> dict:
             "nvcc": MCC_FLAGS + [f"--cuda-gpu-arch={arch}"],
         },
     }
+
+
+def with_port_rules(build_extension):
+    """torchada's BuildExtension with EXTRA_PORT_RULES added to its porting rules."""
+
+    class SamplingPortingBuildExtension(build_extension):
+        def get_mapping_rule(self):
+            base = super().get_mapping_rule() if hasattr(super(), "get_mapping_rule") else {}
+            return {**base, **EXTRA_PORT_RULES}
+
+    return SamplingPortingBuildExtension
 
 
 def _curand_include_dirs() -> list[str]:
@@ -268,20 +451,36 @@ def _prepare_cuda_env() -> None:
             os.environ["TORCH_CUDA_ARCH_LIST"] = DEFAULT_CUDA_ARCH_LIST
 
 
+def _musa_extension_and_cmdclass(env: dict, flashinfer_include: Path):
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        warning = check_torchada_version(version("torchada"))
+    except PackageNotFoundError as err:
+        raise BuildError(
+            f"torchada is required on MUSA: pip install torchada=={TORCHADA_CHECKED}"
+        ) from err
+    if warning:
+        print(warning, file=sys.stderr)
+    import torchada  # noqa: F401  (must precede torch.utils.cpp_extension)
+    from torch.utils.cpp_extension import BuildExtension, CUDAExtension
+
+    arch = musa_arch(env, None if "MTGPU_TARGET" in env else visible_musa_arch())
+    os.environ["TORCH_MUSA_ARCH_LIST"] = torch_musa_arch_list(arch, env)
+    stage_dir = stage_musa_sources(flashinfer_include, musa_stage_dir(env))
+    build_ext = with_port_rules(BuildExtension).with_options(use_ninja=True)
+    return CUDAExtension(**musa_extension_kwargs(arch, stage_dir)), {"build_ext": build_ext}
+
+
 def extension_and_cmdclass(env: dict | None = None):
     env = os.environ if env is None else env
     flashinfer_include = stage_flashinfer(env)
     if is_musa_host():
-        import torchada  # noqa: F401  (must precede torch.utils.cpp_extension)
-        from torch.utils.cpp_extension import BuildExtension, CUDAExtension
+        return _musa_extension_and_cmdclass(env, flashinfer_include)
+    _prepare_cuda_env()
+    from torch.utils.cpp_extension import BuildExtension, CUDAExtension
 
-        stage_dir = stage_musa_sources(flashinfer_include, KERNEL_DIR / "build" / "musa_src")
-        kwargs = musa_extension_kwargs(env, stage_dir)
-    else:
-        _prepare_cuda_env()
-        from torch.utils.cpp_extension import BuildExtension, CUDAExtension
-
-        kwargs = cuda_extension_kwargs(flashinfer_include)
+    kwargs = cuda_extension_kwargs(flashinfer_include)
     return CUDAExtension(**kwargs), {"build_ext": BuildExtension.with_options(use_ninja=True)}
 
 

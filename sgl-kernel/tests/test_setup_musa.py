@@ -4,6 +4,7 @@ import hashlib
 import importlib.abc
 import importlib.machinery
 import importlib.util
+import os
 import subprocess
 import sys
 import types
@@ -43,11 +44,26 @@ def tracked_tree_digest():
 
 
 @pytest.mark.parametrize(
-    "env, arch",
-    [({}, "mp_31"), ({"MTGPU_TARGET": "mp_31"}, "mp_31"), ({"MTGPU_TARGET": "mp_22"}, "mp_22")],
+    "env, device, arch",
+    [
+        ({}, None, "mp_31"),
+        ({}, "mp_22", "mp_22"),
+        ({}, "mp_31", "mp_31"),
+        ({"MTGPU_TARGET": "mp_31"}, None, "mp_31"),
+        ({"MTGPU_TARGET": "mp_22"}, None, "mp_22"),
+        ({"MTGPU_TARGET": "mp_31"}, "mp_22", "mp_31"),
+    ],
+    ids=[
+        "default-without-device",
+        "s4000-visible",
+        "s5000-visible",
+        "target-s5000",
+        "target-s4000",
+        "target-wins-over-device",
+    ],
 )
-def test_musa_arch_selection(sm, env, arch):
-    assert sm.musa_arch(env) == arch
+def test_musa_arch_selection(sm, env, device, arch):
+    assert sm.musa_arch(env, device) == arch
 
 
 @pytest.mark.parametrize("target", ["mp_21", "sm_90", ""])
@@ -57,6 +73,149 @@ def test_unsupported_musa_arch_is_a_clear_error(sm, target):
         match=rf"MTGPU_TARGET='{target}' is not supported; use one of: mp_31 \(MTT S5000\), mp_22 \(MTT S4000\)",
     ):
         sm.musa_arch({"MTGPU_TARGET": target})
+
+
+def test_an_unsupported_visible_device_is_a_clear_error(sm):
+    with pytest.raises(
+        sm.BuildError, match=r"the visible MUSA device \(mp_21\) is not supported; use one of"
+    ):
+        sm.musa_arch({}, "mp_21")
+
+
+@pytest.mark.parametrize(
+    "arch, preset, value",
+    [("mp_31", None, "31"), ("mp_22", None, "22"), ("mp_22", "22", "22"), ("mp_31", "31", "31")],
+    ids=["s5000", "s4000", "s4000-preset-agrees", "s5000-preset-agrees"],
+)
+def test_torch_musa_arch_list_names_the_same_arch(sm, arch, preset, value):
+    env = {} if preset is None else {"TORCH_MUSA_ARCH_LIST": preset}
+    assert sm.torch_musa_arch_list(arch, env) == value
+
+
+@pytest.mark.parametrize(
+    "preset", ["31", "21;22", "22;31"], ids=["other-arch", "two-archs", "extra-arch"]
+)
+def test_a_conflicting_torch_musa_arch_list_is_a_clear_error(sm, preset):
+    with pytest.raises(
+        sm.BuildError,
+        match=rf"TORCH_MUSA_ARCH_LIST='{preset}' disagrees with the target arch mp_22",
+    ):
+        sm.torch_musa_arch_list("mp_22", {"TORCH_MUSA_ARCH_LIST": preset})
+
+
+@pytest.mark.parametrize(
+    "path, env, skipped",
+    [
+        ("/opt/sglang/sgl-kernel/build/musa_src", {}, True),
+        ("/usr/src/sglang/build/musa_src", {}, True),
+        ("/home/u/.venv/lib/python3.10/site-packages/sgl/build", {}, True),
+        ("/usr/local/lib/python3.10/dist-packages/x", {}, True),
+        ("/home/u/sglang/sgl-kernel/build/musa_src", {}, False),
+        ("/tmp/sgl-kernel-musa-src-0123", {}, False),
+        ("/home/u/sglang/build", {"TORCHADA_EXCLUDE_DIRS": "/home/u/sglang"}, True),
+        ("/home/u/vendored/build", {"TORCHADA_EXCLUDE_DIRS": "torch_musa,vendored"}, True),
+        ("/home/u/sglang/build", {"TORCHADA_EXCLUDE_DIRS": "/home/u/other"}, False),
+    ],
+    ids=[
+        "opt",
+        "usr",
+        "site-packages",
+        "dist-packages",
+        "home",
+        "tmp",
+        "excluded-root",
+        "excluded-name",
+        "other-exclusion",
+    ],
+)
+def test_torchada_skipped_locations(sm, path, env, skipped):
+    assert sm.torchada_skips(Path(path), env) is skipped
+
+
+def test_the_stage_moves_out_of_a_location_torchada_skips(sm, monkeypatch):
+    monkeypatch.setattr(sm, "KERNEL_DIR", Path("/opt/sglang/sgl-kernel"))
+    monkeypatch.setattr(sm.tempfile, "gettempdir", lambda: "/tmp")
+    stage = sm.musa_stage_dir({})
+    assert stage.parent == Path("/tmp") and stage.name.startswith("sgl-kernel-musa-src-")
+    assert sm.musa_stage_dir({"SGL_KERNEL_MUSA_STAGE_DIR": "/home/b/stage"}) == Path(
+        "/home/b/stage"
+    )
+    monkeypatch.setattr(sm, "KERNEL_DIR", Path("/home/u/sglang/sgl-kernel"))
+    assert sm.musa_stage_dir({}) == Path("/home/u/sglang/sgl-kernel/build/musa_src")
+
+
+def test_a_stage_torchada_would_not_port_is_a_clear_error(sm, monkeypatch):
+    with pytest.raises(
+        sm.BuildError,
+        match="torchada does not port sources under /opt/stage.*set SGL_KERNEL_MUSA_STAGE_DIR",
+    ):
+        sm.musa_stage_dir({"SGL_KERNEL_MUSA_STAGE_DIR": "/opt/stage"})
+    monkeypatch.setattr(sm, "KERNEL_DIR", Path("/opt/sglang/sgl-kernel"))
+    monkeypatch.setattr(sm.tempfile, "gettempdir", lambda: "/usr/tmp")
+    with pytest.raises(sm.BuildError, match="torchada does not port sources under /opt/sglang"):
+        sm.musa_stage_dir({})
+
+
+@pytest.mark.parametrize("version", ["0.1.56", "0.1.67", "0.0.9"])
+def test_a_torchada_without_in_place_porting_is_refused(sm, version):
+    with pytest.raises(sm.BuildError, match=rf"torchada {version} is too old: before 0.1.68"):
+        sm.check_torchada_version(version)
+
+
+def test_torchada_versions_other_than_the_checked_one_warn(sm):
+    assert sm.check_torchada_version("0.1.103") is None
+    assert "not the checked 0.1.103" in sm.check_torchada_version("0.1.68")
+    assert "not the checked 0.1.103" in sm.check_torchada_version("0.2.0")
+
+
+def test_the_checked_torchada_is_what_the_packages_pin():
+    pins = {
+        name: (REPO / name).read_text()
+        for name in (
+            "requirements-dev.txt",
+            "python/pyproject_other.toml",
+            "sgl-kernel/pyproject_musa.toml",
+        )
+    }
+    for name, text in pins.items():
+        assert "torchada==0.1.103" in text, name
+        assert "torchada>=" not in text, name
+
+
+def test_extra_port_rules_reach_torchadas_mapping(sm):
+    class TorchadaLike:  # stands for torchada's BuildExtension, which has the hook
+        def get_mapping_rule(self):
+            return {"cudaMalloc": "musaMalloc"}
+
+    rules = sm.with_port_rules(TorchadaLike)().get_mapping_rule()
+    assert rules == {"cudaMalloc": "musaMalloc", **sm.EXTRA_PORT_RULES}
+
+
+def test_the_sampling_pieces_for_another_build_script(sm):
+    parts = sm.sampling_build_parts({})
+    assert parts["sources"] == ["csrc/sampling/sampling.cu"]
+    assert all((KERNEL_DIR / s).is_file() for s in parts["sources"])
+    include, flashinfer = (Path(d) for d in parts["include_dirs"])
+    assert (include / "sgl_kernel_musa_ops.h").is_file()
+    assert ", 32);" in (flashinfer / "flashinfer" / "sampling.cuh").read_text()  # 0005
+
+
+def test_importing_setup_musa_has_no_side_effects(tmp_path):
+    """Upstream's build script imports it: no staging, no torch import, no output."""
+    code = (
+        "import importlib.util, sys\n"
+        f"spec = importlib.util.spec_from_file_location('b', {str(KERNEL_DIR / 'setup_musa.py')!r})\n"
+        "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)\n"
+        "assert 'torch' not in sys.modules and 'setuptools' not in sys.modules\n"
+    )
+    before = sorted(p.name for p in (REPO / "3rdparty").iterdir())
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "" and result.stderr == ""
+    assert sorted(p.name for p in (REPO / "3rdparty").iterdir()) == before
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_musa_configuration_with_torch_musa_simulated(sm, monkeypatch, tmp_path):
@@ -77,9 +236,13 @@ def test_musa_configuration_with_torch_musa_simulated(sm, monkeypatch, tmp_path)
     monkeypatch.delitem(sys.modules, "torchada", raising=False)
     monkeypatch.setattr(sys, "meta_path", [FakeTorchada()] + sys.meta_path)
     monkeypatch.setattr(sm, "is_musa_host", lambda: True)
+    monkeypatch.setattr(sm, "visible_musa_arch", lambda: "mp_22")  # an S4000 host
+    monkeypatch.setattr("importlib.metadata.version", lambda name: "0.1.103")
+    monkeypatch.setenv("TORCH_MUSA_ARCH_LIST", "")  # recorded, so the test's value is undone
+    monkeypatch.delenv("TORCH_MUSA_ARCH_LIST")
     before = tracked_tree_digest()
 
-    ext, cmdclass = sm.extension_and_cmdclass({"MTGPU_TARGET": "mp_22"})
+    ext, cmdclass = sm.extension_and_cmdclass({})  # no MTGPU_TARGET: the device decides
 
     stage = KERNEL_DIR / "build" / "musa_src"
     assert ext.name == "sgl_kernel.common_ops"
@@ -90,8 +253,10 @@ def test_musa_configuration_with_torch_musa_simulated(sm, monkeypatch, tmp_path)
     flags = ext.extra_compile_args
     assert "force_mcc" in flags["cxx"] and "-DUSE_MUSA" in flags["cxx"]
     assert flags["nvcc"][:4] == ["-x", "musa", "-mtgpu", "-O3"]
-    assert "--cuda-gpu-arch=mp_22" in flags["nvcc"]
+    assert [f for f in flags["nvcc"] if "arch" in f] == ["--cuda-gpu-arch=mp_22"]
+    assert "-ffast-math" not in flags["nvcc"] and "-fno-strict-aliasing" in flags["nvcc"]
     assert not [f for f in flags["nvcc"] if f.startswith(("--expt", "-gencode", "-U__CUDA"))]
+    assert os.environ["TORCH_MUSA_ARCH_LIST"] == "22"  # torch_musa adds no second arch
     assert "build_ext" in cmdclass
     assert imported == ["torchada"]
 

@@ -1,24 +1,38 @@
 """Porting lint: what would break when the MUSA build compiles this tree.
 
-    python sgl-kernel/tools/musa_port_lint.py [--keep DIR]
+    python sgl-kernel/tools/musa_port_lint.py [--keep DIR] [--exclude-patch PREFIX]
 
-Runs without MUSA hardware. It stages exactly what setup_musa.py compiles for MUSA
-(our csrc/ and include/ plus the patched FlashInfer headers), applies torchada's
-CUDA->MUSA porting rules the way its in-place porter does (per line, longest rule
-first; rules read from the installed torchada without importing torchada itself,
-whose import patches torch), and reports constructs that fail or silently misbehave
-on MUSA:
+Runs without MUSA hardware or toolkit. It stages exactly what setup_musa.py compiles
+for MUSA (our csrc/ and include/ plus the patched FlashInfer headers), ports it the way
+the build does (torchada 0.1.103's rules plus setup_musa.EXTRA_PORT_RULES, with
+torch_musa's own tables merged over them; see musa_port.py), follows the #include graph
+from the sources through the #if branches mcc compiles, and reports, on those lines
+only (comments and string literals ignored; line numbers are the checkout's, the text
+shown is the ported one):
 
-  plain-asm        asm(...) without volatile: inline PTX, no MUSA equivalent
-  cuda-namespace   cuda:: left after porting (libcu++ functors), unless inside an
-                   #if CUDA_VERSION branch, which mcc does not compile
-  dispatch-key     TORCH_LIBRARY_IMPL(ns, CUDA, m) or DispatchKey::CUDA: not ported,
-                   the op would never be registered for MUSA tensors
-  philox-member    .philox_cuda_state (only ->philox_cuda_state is ported)
-  dead-ptx         inline PTX with outputs that porting turns into `if(0) asm volatile`,
-                   in our sources (outputs would be uninitialised)
-  warp-32          a hard-coded 32-lane warp in our sources (MTT S4000 warps have 128)
-  nvcc-flag        an nvcc-only flag in the MUSA flag lists of setup_musa.py
+  shfl-width      a warp shuffle without an explicit literal width <= 32 (the default
+                  width is warpSize: 128 on MTT S4000), or a pre-_sync __shfl*
+  lane-mask       a thread index masked or reduced past one 32-lane group:
+                  `threadIdx.x | 0xffffffff`, `& 127`, `% 64` (the rule: with every
+                  shuffle at width <= 32, lanes are numbered inside 32-lane groups, so a
+                  thread index may only be combined with `&`/`|` by a literal <= 31 and
+                  `%` by a literal <= 32; `/` and `>>` give group numbers and are fine)
+  warp-size       `warpSize` (32 on CUDA, 128 on mp_21/mp_22: code using it changes
+                  meaning between the two)
+  warp-vote       whole-warp primitives (__ballot_sync, __any_sync, __all_sync,
+                  __activemask, __syncwarp, __match_*_sync, __reduce_*_sync): they span
+                  the hardware warp and their 32-bit masks cannot name 128 lanes
+  cuda-left       a CUDA-only identifier (cudaX, cuX, curandX, __nv_X, at::cuda, kCUDA,
+                  CUDAGeneratorImpl, ...) left after porting
+  cuda-header     an #include of a CUDA-only header left after porting
+  cuda-namespace  cuda:: left after porting (libcu++ functors)
+  plain-asm       asm(...) without volatile: inline PTX, which MUSA cannot assemble
+  dead-ptx        inline PTX with outputs, which porting turns into `if(0) asm volatile`
+                  (outputs uninitialised), unless listed in REVIEWED_PTX with the reason
+                  the sampling kernels never run it
+  dispatch-key    TORCH_LIBRARY_IMPL(ns, CUDA, m) or DispatchKey::CUDA: not ported
+  philox-member   .philox_cuda_state (only ->philox_cuda_state is ported)
+  nvcc-flag       an nvcc-only flag in the MUSA flag lists of setup_musa.py
 
 Exit status 1 when anything is found; each finding names file, line and rule.
 """
@@ -33,9 +47,20 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-KERNEL_DIR = Path(__file__).resolve().parents[1]
-OUR_DIRS = ("csrc", "include")  # staged names of our own sources
-SOURCE_SUFFIXES = {".cu", ".cuh", ".cc", ".cpp", ".h", ".hpp"}
+TOOLS_DIR = Path(__file__).resolve().parent
+KERNEL_DIR = TOOLS_DIR.parent
+INCLUDE_DIRS = ("include", "flashinfer_include")  # staged names (setup_musa.stage_musa_sources)
+
+
+def _load(name: str, path: Path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+musa_port = _load("musa_port", TOOLS_DIR / "musa_port.py")
 
 NVCC_ONLY_FLAG_PREFIXES = (
     "--expt-",
@@ -54,24 +79,42 @@ NVCC_ONLY_FLAG_PREFIXES = (
     "--threads",
 )
 
-LINE_RULES = {
-    # name: (regex on a ported line, applies to our sources only?)
-    "plain-asm": (re.compile(r"\b(asm|__asm__)\s*\((?!\s*\))"), False),
-    "dispatch-key": (
-        re.compile(r"TORCH_LIBRARY_IMPL\s*\(\s*\w+\s*,\s*CUDA\s*,|DispatchKey::CUDA\b"),
-        False,
-    ),
-    "philox-member": (re.compile(r"\.philox_cuda_state\b"), False),
-    "dead-ptx": (re.compile(r"if\(0\)\s*asm\s+volatile\s*\(.*\"=[a-z]"), True),
-    "warp-32": (
-        re.compile(
-            r"\b(WARP_SIZE|kWarpSize|warp_size)\s*=\s*32\b|[/%]\s*32\b|\b0xffffffff\b|__shfl\w*_sync"
-        ),
-        True,
-    ),
+# Inline PTX with outputs that the sampling kernels never execute, with the reason.
+# Each entry must still match something (a test checks), so a stale one is noticed.
+REVIEWED_PTX = {
+    "ld.acquire.global.sys.v4.b32": "vec_dtypes.cuh ld_global_acquire: not called by sampling",
+    "ld.volatile.global.v4.b32": "vec_dtypes.cuh ld_global_volatile: not called by sampling",
+    "cvt.rn.satfinite.e4m3x2.f16x2": "fp8 vec_cast: the sampling ops instantiate float only",
+    "cvt.rn.satfinite.e5m2x2.f16x2": "fp8 vec_cast: the sampling ops instantiate float only",
+    "cvt.rn.f16x2.e4m3x2": "fp8 vec_cast: the sampling ops instantiate float only",
+    "cvt.rn.f16x2.e5m2x2": "fp8 vec_cast: the sampling ops instantiate float only",
 }
-CUDA_NAMESPACE = re.compile(r"(?<![\w:])cuda::")
-CUDA_VERSION_IF = re.compile(r"^\s*#\s*if\b.*\bCUDA_VERSION\b")
+
+SHUFFLE_CALL = re.compile(r"\b__shfl(_up|_down|_xor)?(_sync)?\s*\(")
+THREAD_INDEX = r"threadIdx\.[xyz]"
+LANE_OPERATION = r"\s*([|&%])\s*(0[xX][0-9a-fA-F]+|\d+)[uUlL]*\b"
+WARP_VOTE = re.compile(
+    r"\b(__ballot(?:_sync)?|__any(?:_sync)?|__all(?:_sync)?|__activemask|__syncwarp"
+    r"|__match_(?:any|all)_sync|__reduce_\w+_sync)\s*\("
+)
+CUDA_LEFT = re.compile(
+    r"\b(cuda[A-Z_]\w*|CUDA_[A-Z]\w*|cu[A-Z][a-z]\w*|curand\w*|CURAND_\w+|__nv_\w+"
+    r"|nv_bfloat16\w*|nv_half\w*|__NV_\w+|PhiloxCudaState|getDefaultCUDAGenerator"
+    r"|CUDAGeneratorImpl|CUDAStream|CUDAGuard|CUDACachingAllocator|kCUDA)\b"
+    r"|\b(?:at|c10|torch)::cuda\b"
+)
+CUDA_HEADER = re.compile(
+    r"^(cuda|cu[A-Z]|curand|cublas|cufft|cusparse|cusolver|cudnn|nvfunctional|crt/nv"
+    r"|ATen/cuda/|c10/cuda/|torch/csrc/cuda/|thrust/system/cuda)"
+)
+LINE_RULES = {
+    "plain-asm": re.compile(r"\b(asm|__asm__)\s*\((?!\s*\))"),
+    "dispatch-key": re.compile(r"TORCH_LIBRARY_IMPL\s*\(\s*\w+\s*,\s*CUDA\s*,|DispatchKey::CUDA\b"),
+    "philox-member": re.compile(r"\.philox_cuda_state\b"),
+    "cuda-namespace": re.compile(r"(?<![\w:])cuda::"),
+    "warp-size": re.compile(r"\bwarpSize\b"),
+}
+DEAD_PTX = re.compile(r"if\(0\)\s*asm\s+volatile\s*\(")
 
 
 @dataclass
@@ -86,72 +129,162 @@ class Finding:
 
 
 def load_setup_musa():
-    spec = importlib.util.spec_from_file_location("setup_musa", KERNEL_DIR / "setup_musa.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return _load("setup_musa_for_lint", KERNEL_DIR / "setup_musa.py")
 
 
-def load_torchada_rules() -> list[tuple[str, str]]:
-    """torchada's mapping rules, longest key first, as its porter applies them."""
-    spec = importlib.util.find_spec("torchada")  # locates the package without running it
-    if spec is None or not spec.submodule_search_locations:
-        raise SystemExit(
-            "musa_port_lint: torchada is not installed (pip install 'torchada>=0.1.56')"
-        )
-    mappings = Path(list(spec.submodule_search_locations)[0]) / "_mappings"
-    pkg = importlib.util.spec_from_file_location(
-        "_torchada_mappings", mappings / "__init__.py", submodule_search_locations=[str(mappings)]
-    )
-    module = importlib.util.module_from_spec(pkg)
-    sys.modules[pkg.name] = module
-    pkg.loader.exec_module(module)
-    rules = [(k, v) for k, v in module.MAPPING_RULE.items() if k != v and k != "cuda.h"]
-    rules.append(("#include <cuda.h>", "#include <musa.h>"))  # torchada narrows cuda.h so
-    return sorted(rules, key=lambda kv: len(kv[0]), reverse=True)
+def port_rules(setup_musa=None):
+    """The rules the MUSA build applies: torchada's and ours, then torch_musa's tables."""
+    setup_musa = setup_musa or load_setup_musa()
+    return musa_port.port_rules({**musa_port.torchada_mapping(), **setup_musa.EXTRA_PORT_RULES})
 
 
-def port_line(line: str, rules) -> str:
-    for key, value in rules:
-        if key in line:
-            line = line.replace(key, value)
-    return line
-
-
-def stage(dest: Path) -> Path:
+def stage(dest: Path, exclude_patch: str | None = None) -> Path:
+    """Stage what setup_musa.py compiles for MUSA into dest (all patches, or all but the
+    ones whose name starts with exclude_patch)."""
     setup_musa = load_setup_musa()
-    include = setup_musa.stage_flashinfer()
-    return setup_musa.stage_musa_sources(include, dest)
+    if exclude_patch is None:
+        return setup_musa.stage_musa_sources(setup_musa.stage_flashinfer(), Path(dest))
+    chosen = [p for p in setup_musa._patches() if not p.name.startswith(exclude_patch)]
+    with tempfile.TemporaryDirectory(prefix="musa-port-lint-flashinfer-") as tmp:
+        include = setup_musa.stage_flashinfer_into(Path(tmp), chosen)
+        return setup_musa.stage_musa_sources(include, Path(dest))
 
 
-def lint_sources(stage_dir: Path, rules) -> list[Finding]:
+# ----------------------------------------------------------------------------- checks
+
+
+def _shuffle_findings(rel: str, code: str, starts: list[int]) -> list[Finding]:
     findings = []
-    for path in sorted(p for p in stage_dir.rglob("*") if p.suffix in SOURCE_SUFFIXES):
-        rel = path.relative_to(stage_dir)
-        ours = rel.parts[0] in OUR_DIRS
-        depth_in_cuda_version_if = 0  # lines here are compiled only by nvcc
-        depth = 0
-        for number, raw in enumerate(path.read_text(errors="surrogateescape").splitlines(), 1):
-            line = port_line(raw, rules)
-            stripped = line.strip()
-            if stripped.startswith("#if"):
-                depth += 1
-                if CUDA_VERSION_IF.match(line) and not depth_in_cuda_version_if:
-                    depth_in_cuda_version_if = depth
-            elif stripped.startswith(("#else", "#elif")) and depth == depth_in_cuda_version_if:
-                depth_in_cuda_version_if = 0  # the #else branch is what mcc compiles
-            elif stripped.startswith("#endif"):
-                if depth == depth_in_cuda_version_if:
-                    depth_in_cuda_version_if = 0
-                depth -= 1
-            code = line.split("//", 1)[0]
-            if not code.strip():
+    for match in SHUFFLE_CALL.finditer(code):
+        depth, index = 1, match.end()
+        while depth and index < len(code):
+            depth += {"(": 1, ")": -1}.get(code[index], 0)
+            index += 1
+        call = code[match.start() : index]
+        args, depth, current = [], 0, ""
+        for char in code[match.end() : index - 1]:
+            if char == "," and depth == 0:
+                args.append(current.strip())
+                current = ""
                 continue
-            if CUDA_NAMESPACE.search(code) and not depth_in_cuda_version_if:
-                findings.append(Finding(str(rel), number, "cuda-namespace", line))
-            for rule, (pattern, ours_only) in LINE_RULES.items():
-                if (ours or not ours_only) and pattern.search(code):
-                    findings.append(Finding(str(rel), number, rule, line))
+            depth += char in "([{"
+            depth -= char in ")]}"
+            current += char
+        args.append(current.strip())
+        width = args[3] if match.group(2) and len(args) == 4 else None
+        literal = re.fullmatch(r"(\d+)[uU]?", width or "")
+        if literal is None or not 1 <= int(literal.group(1)) <= 32:
+            line = next(i for i, start in enumerate(starts, 1) if start > match.start()) - 1
+            findings.append(Finding(rel, line, "shfl-width", " ".join(call.split())))
+    return findings
+
+
+def _lane_findings(code: str, aliases) -> list[str]:
+    names = [THREAD_INDEX] + [re.escape(a) for a in aliases]
+    hits = []
+    for match in re.finditer(rf"(?<![\w.])(?:{'|'.join(names)})\b{LANE_OPERATION}", code):
+        op, value = match.group(1), int(match.group(2), 0)
+        if (op in "|&" and value > 31) or (op == "%" and value > 32):
+            hits.append(match.group(0))
+    return hits
+
+
+def lint_sources(stage_dir: Path, rules=None, flags=None) -> list[Finding]:
+    setup_musa = load_setup_musa()
+    rules = port_rules(setup_musa) if rules is None else rules
+    flags = setup_musa.MCC_FLAGS if flags is None else flags
+    stage_dir = Path(stage_dir).resolve()
+    origins: dict = {}
+    ported = musa_port.port_tree(stage_dir, rules, origins)
+    compiled = musa_port.compiled_lines(
+        [stage_dir / s for s in setup_musa.SOURCES],
+        [stage_dir / d for d in INCLUDE_DIRS],
+        ported,
+        flags,
+    )
+    code_lines = {path: musa_port.code_only(text).splitlines() for path, text in ported.items()}
+    by_file: dict[Path, list] = {}
+    for line in compiled:
+        by_file.setdefault(line.path, []).append(line)
+
+    findings = []
+    for path, lines in by_file.items():
+        rel = str(path.relative_to(stage_dir))
+        aliases = set()
+        text_parts, starts, position = [], [], 0
+        for line in lines:
+            code = code_lines[path][line.number - 1]
+            aliases.update(re.findall(rf"\b(\w+)\s*=\s*{THREAD_INDEX}\b", code))
+            starts.append(position)
+            text_parts.append(code)
+            position += len(code) + 1
+        starts.append(position + 1)
+        joined = "\n".join(text_parts)
+        numbers = [line.number for line in lines]
+        for finding in _shuffle_findings(rel, joined, starts):
+            finding.line = numbers[finding.line - 1]
+            findings.append(finding)
+        for line in lines:
+            code = code_lines[path][line.number - 1]
+            raw = line.text
+            directive = re.match(r"\s*#\s*(\w+)", code)
+            word = directive.group(1) if directive else ""
+            if word in ("if", "ifdef", "ifndef", "elif", "else", "endif", "undef", "pragma"):
+                continue
+            if word == "include":
+                header = musa_port.INCLUDE.match(raw)
+                if header and CUDA_HEADER.match(header.group(2)):
+                    findings.append(Finding(rel, line.number, "cuda-header", raw))
+                continue
+            for rule, pattern in LINE_RULES.items():
+                if pattern.search(code):
+                    findings.append(Finding(rel, line.number, rule, raw))
+            if _lane_findings(code, aliases):
+                findings.append(Finding(rel, line.number, "lane-mask", raw))
+            if WARP_VOTE.search(code):
+                findings.append(Finding(rel, line.number, "warp-vote", raw))
+            if CUDA_LEFT.search(code):
+                findings.append(Finding(rel, line.number, "cuda-left", raw))
+        findings += _dead_ptx(rel, lines)
+    for finding in findings:  # report the checkout's line numbers, not the ported ones
+        if finding.line:
+            finding.line = origins[stage_dir / finding.path][finding.line - 1]
+    return sorted(findings, key=lambda f: (f.path, f.line, f.rule))
+
+
+def _asm_statement(text: str, start: int) -> str:
+    """From `asm volatile(` at `start` to its closing parenthesis (strings skipped)."""
+    depth, index, quote = 0, text.index("asm", start), None
+    while index < len(text):
+        char = text[index]
+        if quote:
+            quote = None if char == quote and text[index - 1] != "\\" else quote
+        elif char in "\"'":
+            quote = char
+        elif char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+            if depth == 0:
+                break
+        index += 1
+    return text[start : index + 1]
+
+
+def _dead_ptx(rel: str, lines) -> list[Finding]:
+    """`if(0) asm volatile(...)` statements with an output operand ("=...")."""
+    findings = []
+    for index, line in enumerate(lines):
+        match = DEAD_PTX.search(line.text)
+        if not match:
+            continue
+        text = "\n".join(part.text for part in lines[index : index + 6])
+        statement = _asm_statement(text, match.start())
+        if not re.search(r':\s*"=', statement):
+            continue
+        if any(opcode in statement for opcode in REVIEWED_PTX):
+            continue
+        findings.append(Finding(rel, line.number, "dead-ptx", line.text))
     return findings
 
 
@@ -164,10 +297,9 @@ def lint_flags(setup_musa) -> list[Finding]:
     return findings
 
 
-def run(stage_dir: Path) -> list[Finding]:
-    rules = load_torchada_rules()
-    stage(stage_dir)
-    return lint_sources(stage_dir, rules) + lint_flags(load_setup_musa())
+def run(stage_dir: Path, exclude_patch: str | None = None) -> list[Finding]:
+    stage(stage_dir, exclude_patch)
+    return lint_sources(stage_dir) + lint_flags(load_setup_musa())
 
 
 def main(argv=None) -> int:
@@ -175,12 +307,15 @@ def main(argv=None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--keep", type=Path, help="stage into this directory and keep it")
+    parser.add_argument(
+        "--exclude-patch", metavar="PREFIX", help="stage without the patches named PREFIX*"
+    )
     args = parser.parse_args(argv)
     if args.keep:
-        findings = run(args.keep)
+        findings = run(args.keep, args.exclude_patch)
     else:
         with tempfile.TemporaryDirectory(prefix="musa-port-lint-") as tmp:
-            findings = run(Path(tmp) / "stage")
+            findings = run(Path(tmp) / "stage", args.exclude_patch)
     for finding in findings:
         print(finding)
     print(f"musa_port_lint: {len(findings)} finding(s)")
