@@ -32,7 +32,8 @@ uint32_t vocab(const at::Tensor& t) { return static_cast<uint32_t>(t.size(1)); }
 // 0.7.2 writes whether each row had a valid token.
 #define FI_VALID(probs) \
   , torch::empty({(probs).size(0)}, (probs).options().dtype(torch::kBool)).data_ptr<bool>()
-#define FI_RNG(seed, offset) nullptr, static_cast<uint64_t>(seed), nullptr, static_cast<uint64_t>(offset)
+#define FI_RNG(seed, offset) \
+  nullptr, static_cast<uint64_t>(seed), nullptr, static_cast<uint64_t>(offset)
 #else
 #define FI_VALID(probs)
 #define FI_RNG(seed, offset) static_cast<uint64_t>(seed), static_cast<uint64_t>(offset)
@@ -45,24 +46,21 @@ void sampling(at::Tensor probs, at::Tensor out, int64_t seed, int64_t offset) {
 }
 
 void top_k_sampling(at::Tensor probs, at::Tensor out, int64_t k, int64_t seed, int64_t offset) {
-  check(fi::TopKSamplingFromProb<float, int32_t>(f32(probs), i32(out) FI_VALID(probs), nullptr,
-                                                 nullptr, rows(probs), static_cast<uint32_t>(k),
-                                                 vocab(probs), true, FI_RNG(seed, offset),
-                                                 stream_of(probs)));
+  check(fi::TopKSamplingFromProb<float, int32_t>(
+      f32(probs), i32(out) FI_VALID(probs), nullptr, nullptr, rows(probs), static_cast<uint32_t>(k),
+      vocab(probs), true, FI_RNG(seed, offset), stream_of(probs)));
 }
 
 void top_p_sampling(at::Tensor probs, at::Tensor out, double p, int64_t seed, int64_t offset) {
-  check(fi::TopPSamplingFromProb<float, int32_t>(f32(probs), i32(out) FI_VALID(probs), nullptr,
-                                                 nullptr, rows(probs), static_cast<float>(p),
-                                                 vocab(probs), true, FI_RNG(seed, offset),
-                                                 stream_of(probs)));
+  check(fi::TopPSamplingFromProb<float, int32_t>(
+      f32(probs), i32(out) FI_VALID(probs), nullptr, nullptr, rows(probs), static_cast<float>(p),
+      vocab(probs), true, FI_RNG(seed, offset), stream_of(probs)));
 }
 
 void min_p_sampling(at::Tensor probs, at::Tensor out, double m, int64_t seed, int64_t offset) {
-  check(fi::MinPSamplingFromProb<float, int32_t>(f32(probs), nullptr, i32(out) FI_VALID(probs),
-                                                 nullptr, rows(probs), static_cast<float>(m),
-                                                 vocab(probs), true, FI_RNG(seed, offset),
-                                                 stream_of(probs)));
+  check(fi::MinPSamplingFromProb<float, int32_t>(
+      f32(probs), nullptr, i32(out) FI_VALID(probs), nullptr, rows(probs), static_cast<float>(m),
+      vocab(probs), true, FI_RNG(seed, offset), stream_of(probs)));
 }
 
 void joint_sampling(at::Tensor probs, at::Tensor out, int64_t k, double p, int64_t seed,
@@ -74,8 +72,8 @@ void joint_sampling(at::Tensor probs, at::Tensor out, int64_t k, double p, int64
 }
 
 void top_p_renorm(at::Tensor probs, at::Tensor out, double p) {
-  check(fi::TopPRenormProb<float>(f32(probs), f32(out), nullptr, rows(probs),
-                                  static_cast<float>(p), vocab(probs), stream_of(probs)));
+  check(fi::TopPRenormProb<float>(f32(probs), f32(out), nullptr, rows(probs), static_cast<float>(p),
+                                  vocab(probs), stream_of(probs)));
 }
 
 #ifndef FLASHINFER_072

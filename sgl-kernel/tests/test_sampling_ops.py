@@ -710,8 +710,7 @@ CROSS_DEVICE_CALLS = [
     pytest.param(
         lambda P: sgl_kernel.top_p_sampling_from_probs(P, torch.ones(4)),
         lambda P: (
-            r"top_p must be on the same device as probs "
-            + re.escape(f"({P.device}), got cpu")
+            r"top_p must be on the same device as probs " + re.escape(f"({P.device}), got cpu")
         ),
         id="cpu-param",
     ),
