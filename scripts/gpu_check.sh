@@ -1,59 +1,107 @@
 #!/usr/bin/env bash
-# Build sgl-kernel for CUDA and run the GPU acceptance checks in one go (the lent
-# H100 of the device tool, or any CUDA machine): GPU test suites, compute-sanitizer on
-# invalid rows, the benchmark (SKIP_BENCH=1 skips it) and the main job on the GPU.
-# Logs and CSV go to $OUT (default: results-local/).
-#   carry: 3rdparty/.cache (the FlashInfer wheel, no network there) and .whl (pytest)
+# Build sgl-kernel for CUDA and run the GPU acceptance checks (the lent H200 of the device
+# tool, or any CUDA machine). Logs, JSON and CSV go to $OUT (default: results-local/).
+#
+#   STEPS="build tests hazards sanitizer identity upstream flashinfer bench mainjob" (default: all)
+#
+# Each step runs in its own process with a timeout, so a hang or a sticky GPU fault fails
+# that step, not the script. Carried folders it uses when present (no network there):
+#   3rdparty/.cache                         the FlashInfer 0.5.3 wheel; for the benchmark's
+#     flashinfer-<version>/include            baselines, each release's headers
+#   .whl-upstream                           wheels of upstream SGLang's sampler import chain
+#   .fi-suite/test_sampling.py              FlashInfer v0.5.3's own sampling suite
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-results-local}
 mkdir -p "$OUT"
-export PYTHONUNBUFFERED=1
+export PYTHONUNBUFFERED=1 CUDA_HOME=${CUDA_HOME:-/usr/local/cuda} TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0}
 PY=${PYTHON:-python3}
+STEPS=${STEPS:-build tests hazards sanitizer identity upstream flashinfer bench mainjob}
+CACHE=$PWD/3rdparty/.cache
 status=0
 step() { echo; echo "=== $* ($(date -u +%H:%M:%S))"; }
+want() { [[ " $STEPS " == *" $1 "* ]]; }
+run() {  # run LOG TIMEOUT CMD...: tee the output, record a failure
+  local log=$1 limit=$2
+  shift 2
+  timeout "$limit" "$@" > "$OUT/$log" 2>&1 || { echo "FAILED (exit $?): $*"; status=1; }
+  tail -8 "$OUT/$log"
+}
 
 step "machine"
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/device.txt"
-$PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)" | tee -a "$OUT/device.txt"
-date -u +%Y-%m-%d >> "$OUT/device.txt"
+{
+  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+  $PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)"
+  date -u +%Y-%m-%d
+  git log -1 --format='tree at %h %s' 2>/dev/null || true
+} | tee "$OUT/device.txt"
 
-if ! $PY -c "import pytest" 2>/dev/null && ls .whl/*.whl >/dev/null 2>&1; then
-  $PY -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site
+baselines=()
+for v in 0.5.3 0.5.3-sgl-0001-0004 0.7.2.post1; do
+  [ -d "$CACHE/flashinfer-$v/include" ] && baselines+=(--flashinfer "$v=$CACHE/flashinfer-$v/include")
+done
+if want bench && [ ${#baselines[@]} -gt 0 ]; then
+  # FlashInfer's own launchers compile in the background while the rest runs.
+  (cd sgl-kernel/benchmark && $PY bench_sampling.py --build-only "${baselines[@]}") \
+    > "$OUT/flashinfer_baselines_build.log" 2>&1 &
+fi
+if want identity; then
+  (timeout 580 $PY sgl-kernel/tests/gpu/check_warp_patch_identity.py > "$OUT/warp_patch_identity.log" 2>&1 \
+    || echo "FAILED" >> "$OUT/warp_patch_identity.log") &
 fi
 
-step "build (editable install)"
-if ! $PY -m pip install -q --no-build-isolation --no-deps --no-index -e sgl-kernel > "$OUT/build.log" 2>&1; then
-  echo "editable install failed (see build.log); building in place"
-  (cd sgl-kernel && $PY setup_musa.py build_ext --inplace >> "../$OUT/build.log" 2>&1) || { tail -30 "$OUT/build.log"; exit 1; }
-  export PYTHONPATH=$PWD/sgl-kernel/python:${PYTHONPATH:-}
+if want build; then
+  step "build (editable install)"
+  if ! $PY -m pip install -q --no-build-isolation --no-deps --no-index -e sgl-kernel > "$OUT/build.log" 2>&1; then
+    echo "editable install failed (see build.log); building in place"
+    (cd sgl-kernel && $PY setup_musa.py build_ext --inplace >> "../$OUT/build.log" 2>&1) || { tail -30 "$OUT/build.log"; exit 1; }
+  fi
 fi
-tail -3 "$OUT/build.log"
-export PYTHONPATH=$PWD/python:${PYTHONPATH:-}  # sglang (the sampler) from this tree
+export PYTHONPATH=$PWD/sgl-kernel/python:${PYTHONPATH:-}
 
-step "compute-sanitizer memcheck on NaN / zero rows"
-SAN=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null)
-timeout 300 "$SAN" --tool memcheck --error-exitcode 1 $PY sgl-kernel/tests/sanitize_invalid_rows.py \
-  > "$OUT/sanitizer.log" 2>&1 || status=1
-tail -6 "$OUT/sanitizer.log"
-
-if [ -z "${SKIP_BENCH:-}" ]; then
+if want hazards; then
+  step "hazard suite on the GPU (every case in a child process with a timeout)"
+  SGL_HAZARD_RESULTS=$OUT/hazards.json run hazard_tests.log 400 \
+    $PY -m pytest -q -p no:cacheprovider sgl-kernel/tests/test_hazards.py -k cuda
+fi
+if want tests; then
+  step "kernel and sampler suites on the GPU"
+  run kernel_tests.log 400 $PY -m pytest -q -p no:cacheprovider sgl-kernel/tests \
+    --ignore=sgl-kernel/tests/test_hazards.py -k "cuda or gpu"
+  PYTHONPATH=$PWD/python:$PYTHONPATH run sampler_tests.log 300 \
+    $PY -m pytest -q -p no:cacheprovider test/srt -k cuda
+fi
+if want sanitizer; then
+  step "compute-sanitizer memcheck over the hazard cases"
+  SAN=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
+  run sanitizer.log 400 "$SAN" --tool memcheck --error-exitcode 1 $PY sgl-kernel/tests/sanitize_hazards.py
+fi
+if want upstream && [ -d .whl-upstream ]; then
+  step "upstream SGLang 0.5.23's Sampler on our ops"
+  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/upstream-site .whl-upstream/*.whl
+  PYTHONPATH=/tmp/upstream-site:$PYTHONPATH run upstream_client.log 300 \
+    $PY -m pytest -q -p no:cacheprovider -W ignore::UserWarning test/upstream
+fi
+if want flashinfer && [ -f .fi-suite/test_sampling.py ]; then
+  step "FlashInfer v0.5.3's own sampling suite through the flashinfer.sampling shim"
+  run flashinfer_suite.log 500 $PY sgl-kernel/tests/flashinfer_compat/run_flashinfer_suite.py
+fi
+if want identity; then
+  step "patch 0005: bit-identical samples with and without it"
+  wait
+  tail -6 "$OUT/warp_patch_identity.log"
+  grep -q "^FAILED" "$OUT/warp_patch_identity.log" && status=1
+fi
+if want bench; then
   step "benchmark"
-  $PY sgl-kernel/benchmark/bench_sampling.py --csv "$OUT/bench.csv" > "$OUT/bench.log" 2>&1 || status=1
-  tail -40 "$OUT/bench.log"
+  wait
+  run bench.log 560 $PY sgl-kernel/benchmark/bench_sampling.py ${BENCH_ARGS:---batches 1 64 256 --vocabs 128256 --runs 200} \
+    "${baselines[@]}" --csv "$OUT/bench.csv" --markdown "$OUT/bench.md"
 fi
-
-step "main job on the GPU"
-$PY -m sglang.bench_sampler --device cuda --quiet --csv "$OUT/main_job.csv" > "$OUT/main_job.log" 2>&1 || status=1
-cat "$OUT/main_job.log"
-
-step "kernel tests"
-$PY -m pytest --version
-$PY -m pytest sgl-kernel/tests -q -p no:cacheprovider 2>&1 | tee "$OUT/kernel_tests.log" | tail -15 || status=1
-
-if [ -d test/srt ]; then
-  step "sampler tests"
-  $PY -m pytest test/srt -q -p no:cacheprovider 2>&1 | tee "$OUT/sampler_tests.log" | tail -15 || status=1
+if want mainjob; then
+  step "main job on the GPU"
+  PYTHONPATH=$PWD/python:$PYTHONPATH run main_job.log 500 \
+    $PY -m sglang.bench_sampler --device cuda ${MAINJOB_ARGS:-} --csv "$OUT/main_job.csv"
 fi
 
 step "done, status $status"

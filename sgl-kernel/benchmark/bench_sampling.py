@@ -146,7 +146,7 @@ def load_flashinfer_launchers(version: str, include_dir: str):
         "-U__CUDA_NO_BFLOAT16_CONVERSIONS__",
         "-U__CUDA_NO_HALF2_OPERATORS__",
     ]
-    if not version.startswith("0.5."):
+    if not version.startswith("0.5.3"):
         flags.append("-DFLASHINFER_072")
     return load(
         name="flashinfer_launchers_" + re.sub(r"\W", "_", version),
@@ -412,9 +412,18 @@ def main(argv=None):
         metavar="VERSION=INCLUDE_DIR",
         help="also time FlashInfer VERSION's own launchers, built against INCLUDE_DIR",
     )
+    parser.add_argument(
+        "--build-only", action="store_true", help="build the --flashinfer launchers and stop"
+    )
     parser.add_argument("--title", default="sgl_kernel sampling vs torch-native")
     args = parser.parse_args(argv)
 
+    if args.build_only:
+        for spec in args.flashinfer:
+            version, _, include_dir = spec.partition("=")
+            load_flashinfer_launchers(version, include_dir)
+            print("built FlashInfer", version)
+        return
     if args.from_csv:
         rows = read_csv(args.from_csv)
     else:
