@@ -83,18 +83,19 @@ def plot(gens: List[Generation], path: Path, title: str) -> None:
         ("sampler_ms_per_step", "Sampler", "tab:orange"),
         ("other_ms_per_step", "other (host)", "tab:gray"),
     ]
-    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.7 * len(rows)))
+    fig, ax = plt.subplots(figsize=(8, 1.6 + 0.7 * len(rows)))
     left = [0.0] * len(rows)
     for key, name, color in parts:
         values = [r[key] for r in rows]
-        ax.barh(labels, values, left=left, color=color, label=name)
+        ax.barh(range(len(rows)), values, left=left, color=color, label=name)
         left = [a + b for a, b in zip(left, values)]
     for y, r in enumerate(rows):
         ax.text(left[y], y, f"  sampler {r['sampler_share']:.0%}", va="center", fontsize=8)
+    ax.set_yticks(range(len(rows)), labels)
     ax.set_xlabel("ms per decode step")
     ax.set_xlim(0, max(left) * 1.25)
     ax.invert_yaxis()
-    ax.legend(fontsize=8, loc="lower right")
-    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=3, frameon=False)
+    fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
