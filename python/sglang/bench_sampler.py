@@ -75,8 +75,8 @@ def run_model_job(args, devices: List[torch.device]) -> int:
             return 2
         backends = available_backends(device)
         on_cpu = device.type == "cpu"
-        steps = args.steps or (20 if on_cpu else 64)
-        draws = args.draws or (300 if on_cpu else 20000)
+        steps = args.steps or (16 if on_cpu else 64)
+        draws = args.draws or (250 if on_cpu else 20000)
         print(
             f"# {gguf.name} (float32) on {device}: loaded in {time.perf_counter() - start:.1f} s; "
             f"torch {torch.__version__}; backends {', '.join(backends)}"
@@ -176,13 +176,13 @@ def main(argv=None) -> int:
         "--steps",
         type=int,
         default=None,
-        help="decoding steps (model: 20 on CPU, 64 on a GPU; synthetic: 100 and 3000)",
+        help="decoding steps (model: 16 on CPU, 64 on a GPU; synthetic: 100 and 3000)",
     )
     parser.add_argument(
         "--draws",
         type=int,
         default=None,
-        help="model job: next-token draws per setting and backend (300 on CPU, 20000 on a GPU)",
+        help="model job: next-token draws per setting and backend (250 on CPU, 20000 on a GPU)",
     )
     parser.add_argument(
         "--model",

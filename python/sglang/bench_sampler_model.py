@@ -241,7 +241,11 @@ def generate(
     record: bool = False,
     progress: Optional[Callable[[int], None]] = None,
 ) -> Generation:
-    """Decode `steps` tokens for every request; each step = Sampler + one model forward."""
+    """Decode `steps` tokens for every request; each step = Sampler + one model forward.
+
+    Times are summed over the steps after the first WARMUP_STEPS: the Sampler call, the
+    model forward, and the whole step (the rest is host work between them).
+    """
     bs = len(requests)
     sampler = Sampler(backend)
     info = SamplingBatchInfo.from_sampling_params([r.params for r in requests], device)
@@ -272,6 +276,7 @@ def generate(
         t1 = time.perf_counter()
         tokens.append(next_ids)
         mask = torch.cat([mask, mask.new_ones(bs, 1)], dim=1)
+        t_forward = time.perf_counter()
         out = model(
             input_ids=next_ids.long().view(bs, 1),
             attention_mask=mask,
@@ -285,7 +290,7 @@ def generate(
         t2 = time.perf_counter()
         if step >= WARMUP_STEPS or steps <= WARMUP_STEPS:
             sampler_s += t1 - t0
-            model_s += t2 - t1
+            model_s += t2 - t_forward
             step_s += t2 - t0
         if progress:
             progress(step + 1)

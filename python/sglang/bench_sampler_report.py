@@ -40,7 +40,7 @@ def _row(g: Generation) -> dict:
 
 def print_table(gens: List[Generation]) -> None:
     head = (
-        f"{'backend':11s} {'device':7s} {'batch':>5s} {'steps':>5s} {'model ms':>9s} "
+        f"{'backend':11s} {'device':7s} {'batch':>5s} {'timed':>5s} {'model ms':>9s} "
         f"{'sampler ms':>10s} {'sampler share':>13s} {'tokens/s':>9s}"
     )
     print("\n" + head)
@@ -52,6 +52,7 @@ def print_table(gens: List[Generation]) -> None:
             f"{r['model_ms_per_step']:9.2f} {r['sampler_ms_per_step']:10.2f} "
             f"{r['sampler_share']:12.1%} {r['tokens_per_s']:9.0f}"
         )
+    print("(per decode step, over the timed steps: all but the first two)")
 
 
 def print_checks(checks: List[Check]) -> None:
