@@ -2,7 +2,8 @@
 # Build sgl-kernel for CUDA and run the GPU acceptance checks (the lent H200 of the device
 # tool, or any CUDA machine). Logs, JSON and CSV go to $OUT (default: results-local/).
 #
-#   STEPS="build tests hazards sanitizer identity upstream flashinfer bench mainjob" (default: all)
+#   STEPS="build tests hazards sanitizer identity upstream flashinfer bench mainjob" (default: all;
+#   "baselines" alone only compiles the benchmark's FlashInfer launchers, for a later call)
 #
 # Each step runs in its own process with a timeout, so a hang or a sticky GPU fault fails
 # that step, not the script. Carried folders it uses when present (no network there):
@@ -40,7 +41,7 @@ baselines=()
 for v in 0.5.3 0.5.3-sgl-0001-0004 0.7.2.post1; do
   [ -d "$CACHE/flashinfer-$v/include" ] && baselines+=(--flashinfer "$v=$CACHE/flashinfer-$v/include")
 done
-if want bench && [ ${#baselines[@]} -gt 0 ]; then
+if (want bench || want baselines) && [ ${#baselines[@]} -gt 0 ]; then
   # FlashInfer's own launchers compile in the background while the rest runs.
   (cd sgl-kernel/benchmark && $PY bench_sampling.py --build-only "${baselines[@]}") \
     > "$OUT/flashinfer_baselines_build.log" 2>&1 &
@@ -104,5 +105,6 @@ if want mainjob; then
     $PY -m sglang.bench_sampler --device cuda ${MAINJOB_ARGS:-} --csv "$OUT/main_job.csv"
 fi
 
+wait  # background builds (baselines) finish before the machine is left
 step "done, status $status"
 exit $status
