@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import csv
 import importlib.util
-import os
 import re
 import statistics
 import sys
@@ -122,15 +121,14 @@ def cases():
 # --------------------------------------------------------------------------- FlashInfer
 
 
-def _curand_include_dirs() -> list[str]:
-    cuda_home = os.environ.get("CUDA_HOME", "/usr/local/cuda")
-    if (Path(cuda_home) / "include" / "curand_kernel.h").is_file():
-        return []
-    spec = importlib.util.find_spec("nvidia")
-    for root in (spec.submodule_search_locations or []) if spec else []:
-        for header in sorted(Path(root).glob("**/include/curand_kernel.h")):
-            return [str(header.parent)]
-    return []
+def _setup_musa():
+    """sgl-kernel/setup_musa.py as a module (importing it has no side effects): the
+    FlashInfer baselines compile with the flags and cuRAND headers our ops do."""
+    path = Path(__file__).resolve().parents[1] / "setup_musa.py"
+    spec = importlib.util.spec_from_file_location("setup_musa", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def load_flashinfer_launchers(version: str, include_dir: str):
@@ -138,20 +136,14 @@ def load_flashinfer_launchers(version: str, include_dir: str):
     the headers in include_dir (the folder holding flashinfer/sampling.cuh)."""
     from torch.utils.cpp_extension import load
 
-    flags = [
-        "-O3",
-        "--expt-relaxed-constexpr",
-        "-U__CUDA_NO_HALF_OPERATORS__",
-        "-U__CUDA_NO_HALF_CONVERSIONS__",
-        "-U__CUDA_NO_BFLOAT16_CONVERSIONS__",
-        "-U__CUDA_NO_HALF2_OPERATORS__",
-    ]
+    sm = _setup_musa()
+    flags = list(sm.NVCC_FLAGS)
     if not version.startswith("0.5.3"):
         flags.append("-DFLASHINFER_072")
     return load(
         name="flashinfer_launchers_" + re.sub(r"\W", "_", version),
         sources=[str(Path(__file__).with_name("flashinfer_launchers.cu"))],
-        extra_include_paths=[include_dir] + _curand_include_dirs(),
+        extra_include_paths=[include_dir] + sm._curand_include_dirs(),
         extra_cuda_cflags=flags,
         verbose=False,
     )
