@@ -10,6 +10,7 @@
 #   3rdparty/.cache                         the FlashInfer 0.5.3 wheel; for the benchmark's
 #     flashinfer-<version>/include            baselines, each release's headers
 #   .whl-upstream                           wheels of upstream SGLang's sampler import chain
+#                                           (scripts/device_wheels.sh downloads them)
 #   .fi-suite/test_sampling.py              FlashInfer v0.5.3's own sampling suite
 set -uo pipefail
 cd "$(dirname "$0")/.."
