@@ -20,6 +20,7 @@ torch_musa's own warp helpers pass 0xffffffff with width = warpSize on 128-lane 
 
 import importlib.util
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -29,11 +30,19 @@ KERNEL_DIR = Path(__file__).resolve().parents[1]
 REPO = KERNEL_DIR.parent
 
 
-def load_setup_musa():
-    spec = importlib.util.spec_from_file_location("setup_musa_scan", KERNEL_DIR / "setup_musa.py")
+def _load(name: str, path: Path):
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up
     spec.loader.exec_module(module)
     return module
+
+
+def load_setup_musa():
+    return _load("setup_musa_scan", KERNEL_DIR / "setup_musa.py")
+
+
+split_args = _load("musa_port_lint_scan", KERNEL_DIR / "tools" / "musa_port_lint.py").split_args
 
 
 @pytest.fixture(scope="module")
@@ -60,19 +69,6 @@ def scan_function(text: str) -> str:
     end = text.index("template <", start)
     body = re.sub(r"//[^\n]*", "", text[start:end])
     return re.sub(r"\s+", " ", body)
-
-
-def split_args(text: str) -> list[str]:
-    args, depth, current = [], 0, ""
-    for char in text:
-        if char == "," and depth == 0:
-            args.append(current.strip())
-            current = ""
-            continue
-        depth += char in "([{"
-        depth -= char in ")]}"
-        current += char
-    return args + [current.strip()]
 
 
 def shuffles(function: str) -> list[dict]:

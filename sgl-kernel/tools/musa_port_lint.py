@@ -153,6 +153,20 @@ def stage(dest: Path, exclude_patch: str | None = None) -> Path:
 # ----------------------------------------------------------------------------- checks
 
 
+def split_args(text: str) -> list[str]:
+    """The top-level comma-separated arguments of a call's argument text."""
+    args, depth, current = [], 0, ""
+    for char in text:
+        if char == "," and depth == 0:
+            args.append(current.strip())
+            current = ""
+            continue
+        depth += char in "([{"
+        depth -= char in ")]}"
+        current += char
+    return args + [current.strip()]
+
+
 def _shuffle_findings(rel: str, code: str, starts: list[int]) -> list[Finding]:
     findings = []
     for match in SHUFFLE_CALL.finditer(code):
@@ -161,16 +175,7 @@ def _shuffle_findings(rel: str, code: str, starts: list[int]) -> list[Finding]:
             depth += {"(": 1, ")": -1}.get(code[index], 0)
             index += 1
         call = code[match.start() : index]
-        args, depth, current = [], 0, ""
-        for char in code[match.end() : index - 1]:
-            if char == "," and depth == 0:
-                args.append(current.strip())
-                current = ""
-                continue
-            depth += char in "([{"
-            depth -= char in ")]}"
-            current += char
-        args.append(current.strip())
+        args = split_args(code[match.end() : index - 1])
         width = args[3] if match.group(2) and len(args) == 4 else None
         literal = re.fullmatch(r"(\d+)[uU]?", width or "")
         if literal is None or not 1 <= int(literal.group(1)) <= 32:
