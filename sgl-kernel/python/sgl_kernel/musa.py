@@ -66,7 +66,8 @@ def _as_float32_matrix(name: str, t: torch.Tensor) -> torch.Tensor:
     if t.dim() != 2:
         # The ops report the same; checked here first because the checks below need rows.
         raise RuntimeError(f"{name} must be 2-D (batch, vocab), got shape {list(t.shape)}")
-    # Both calls return ``t`` itself when nothing needs changing.
+    if t.dtype is torch.float32 and t.is_contiguous():
+        return t  # the common case, without two dispatcher round trips per call
     return t.to(torch.float32).contiguous()
 
 
@@ -99,7 +100,9 @@ def _row_param(
         if value.dtype in (torch.int64, torch.float64):
             # Saturate instead of wrapping: k >= vocab already keeps every token.
             value = value.clamp(_INT32_MIN, _INT32_MAX)
-    return value.to(dtype).contiguous(), 0
+    if value.dtype is not dtype or not value.is_contiguous():
+        value = value.to(dtype).contiguous()
+    return value, 0
 
 
 def _as_indices(indices: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
@@ -114,7 +117,7 @@ def _as_indices(indices: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
         # Out-of-range values must stay out of range (the op rejects them), not wrap
         # onto a valid row.
         indices = indices.clamp(-1, _INT32_MAX).to(torch.int32)
-    return indices.contiguous()
+    return indices if indices.is_contiguous() else indices.contiguous()
 
 
 _INT64_MAX = 2**63 - 1
