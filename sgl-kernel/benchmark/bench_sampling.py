@@ -368,8 +368,13 @@ def plot(rows, path, title):
                 key=lambda r: r["batch"],
             )
             b = [int(r["batch"]) for r in sel]
-            ax.plot(b, [r["kernel_us"] for r in sel], "o-", label="sgl_kernel")
-            ax.plot(b, [r["torch_us"] for r in sel], "s--", label="torch-native")
+            ax.plot(b, [r["kernel_us"] for r in sel], "o-", color="C0", label="sgl_kernel")
+            fi_cols = [c for c in rows[0] if c.startswith("fi_")]
+            for n, col in enumerate(fi_cols, 1):
+                pts = [(x, r[col]) for x, r in zip(b, sel) if r[col] == r[col]]  # not NaN
+                if pts:
+                    ax.plot(*zip(*pts), "x:", color=f"C{n}", label="FlashInfer " + col[3:-3])
+            ax.plot(b, [r["torch_us"] for r in sel], "s--", color="C9", label="torch-native")
             ax.set_xscale("log", base=2)
             ax.set_yscale("log")
             ax.set_title(f"{op}\nvocab {vocab}", fontsize=8)
@@ -378,7 +383,7 @@ def plot(rows, path, title):
             ax.tick_params(labelsize=7)
             if i == 0 and j == 0:
                 ax.legend(fontsize=7)
-    fig.suptitle(title)
+    fig.suptitle(title, fontsize=9, wrap=True)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
 
