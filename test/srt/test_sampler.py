@@ -227,6 +227,48 @@ def test_unseeded_requests_in_a_seeded_batch_stay_random(device):
     assert not torch.equal(draws[0][1:], draws[1][1:])
 
 
+def test_on_the_kernel_backend_only_seeded_rows_take_the_seeded_path(device, monkeypatch):
+    """One seeded request among many: its row alone is drawn by (seed, position) on the
+    sort-based path, and gets the token it gets alone on the pytorch backend; its
+    batch-mates keep the kernels and follow the kernel path's distribution (chi-square at
+    sgl_kernel.testing.ALPHA)."""
+    rows_seen = []
+    real = sampler_module.top_k_top_p_min_p_sampling_from_probs_torch
+
+    def spy(probs, *args, **kwargs):
+        rows_seen.append(probs.size(0))
+        return real(probs, *args, **kwargs)
+
+    monkeypatch.setattr(sampler_module, "top_k_top_p_min_p_sampling_from_probs_torch", spy)
+    logits = make_logits(seed=12)
+    mates = SamplingParams(temperature=1.0, top_k=20, top_p=0.9)
+    seeded = SamplingParams(temperature=1.0, top_k=20, top_p=0.9, sampling_seed=5)
+    n = 20_000 if is_gpu(device) else 4_000
+    batch = [mates] * 3 + [seeded] + [mates] * (n - 4)
+    info = SamplingBatchInfo.from_sampling_params(batch, device)
+    out = LogitsProcessorOutput(logits.to(device).repeat(n, 1))
+    pos = torch.full((n,), 7, dtype=torch.int64, device=device)
+    ids = Sampler("flashinfer")(out, info, False, [0] * n, [None] * n, positions=pos)
+    assert rows_seen == [1]
+    alone, _ = run("pytorch", device, logits, seeded, 1, positions=pos[:1])
+    assert ids[3] == alone[0]
+    mate_ids = torch.cat([ids[:3], ids[4:]])
+    want = expected_distribution(logits, mates, "flashinfer")
+    assert_matches_distribution(mate_ids, want, "unseeded batch-mates on the kernels")
+
+
+def test_seeded_rows_must_be_row_indices_on_the_logits_device():
+    info = SamplingBatchInfo.from_sampling_params(
+        [SamplingParams(sampling_seed=1), SamplingParams()], "cpu"
+    )
+    info.seeded_rows = torch.tensor([0, 1, 1], dtype=torch.int64)
+    out = LogitsProcessorOutput(make_logits().repeat(2, 1))
+    with pytest.raises(ValueError, match=r"seeded_rows must be an int64 vector of at most 2"):
+        Sampler("pytorch")(
+            out, info, False, [0, 0], [None, None], positions=torch.zeros(2, dtype=torch.int64)
+        )
+
+
 def test_unknown_backend_is_a_clear_error():
     with pytest.raises(
         ValueError,

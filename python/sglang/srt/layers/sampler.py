@@ -155,8 +155,7 @@ class Sampler(nn.Module):
         seeds = info.sampling_seed
         if seeds is not None and positions is None:
             raise ValueError("Sampler.forward needs positions when a request sets sampling_seed")
-        # Seeded requests need the counter-based draws of the pytorch path on every backend.
-        if seeds is not None or self._backend_for(probs.device) == "pytorch":
+        if self._backend_for(probs.device) == "pytorch":
             return top_k_top_p_min_p_sampling_from_probs_torch(
                 probs,
                 info.top_ks,
@@ -166,6 +165,28 @@ class Sampler(nn.Module):
                 seeds,
                 positions,
             )
+        ids = self._sample_with_kernels(probs, info)
+        if seeds is None:
+            return ids
+        # Seeded requests draw by (seed, position, token id) on every backend. Only their
+        # rows take the sort-based path, so one seeded request no longer sends the whole
+        # batch there; their batch-mates keep the kernels.
+        rows = info.seeded_rows
+        if rows is None:
+            rows = torch.arange(probs.size(0), device=probs.device)
+        seeded = top_k_top_p_min_p_sampling_from_probs_torch(
+            probs[rows],
+            info.top_ks[rows],
+            info.top_ps[rows],
+            info.min_ps[rows],
+            info.need_min_p_sampling,
+            seeds[rows],
+            positions[rows],
+        )
+        return ids.long().index_copy(0, rows, seeded)
+
+    @staticmethod
+    def _sample_with_kernels(probs, info: SamplingBatchInfo) -> torch.Tensor:
         if not (info.need_top_k_sampling or info.need_top_p_sampling or info.need_min_p_sampling):
             return sampling_from_probs(probs)
         if info.need_min_p_sampling:

@@ -28,6 +28,10 @@ class SamplingBatchInfo:
     # [bs] int64, or None when no request set a seed. Rows of requests without a seed
     # get a seed drawn from torch's default generator, so they stay random.
     sampling_seed: Optional[torch.Tensor] = None
+    # [n] int64: the rows whose request set a seed (None: every row of a seeded batch).
+    # Only these rows need the seeded draws; on the kernel backend the others keep the
+    # kernels.
+    seeded_rows: Optional[torch.Tensor] = None
 
     @classmethod
     def from_sampling_params(
@@ -39,8 +43,13 @@ class SamplingBatchInfo:
             if not isinstance(p, SamplingParams):
                 raise TypeError(f"params[{i}] must be a SamplingParams, got {type(p).__name__}")
         top_ks = [p.top_k for p in params]
-        seeds = None
+        seeds = seeded_rows = None
         if any(p.sampling_seed is not None for p in params):
+            seeded_rows = torch.tensor(
+                [i for i, p in enumerate(params) if p.sampling_seed is not None],
+                dtype=torch.int64,
+                device=device,
+            )
             drawn = torch.randint(0, 2**62, (len(params),)).tolist()
             seeds = torch.tensor(
                 [
@@ -63,6 +72,7 @@ class SamplingBatchInfo:
             need_top_k_sampling=any(k != TOP_K_ALL for k in top_ks),
             need_min_p_sampling=any(p.min_p > 0 for p in params),
             sampling_seed=seeds,
+            seeded_rows=seeded_rows,
         )
 
     # (field, shape for a batch of bs rows) of every per-row tensor
@@ -92,3 +102,15 @@ class SamplingBatchInfo:
                 raise ValueError(
                     f"SamplingBatchInfo.{name} is on {t.device}, the logits on {device}"
                 )
+        rows = self.seeded_rows
+        if rows is not None and (
+            rows.dim() != 1
+            or rows.dtype != torch.int64
+            or rows.numel() > batch_size
+            or rows.device != device
+        ):
+            raise ValueError(
+                f"SamplingBatchInfo.seeded_rows must be an int64 vector of at most "
+                f"{batch_size} row indices on {device}, got a {rows.dtype} tensor of shape "
+                f"{list(rows.shape)} on {rows.device}"
+            )
