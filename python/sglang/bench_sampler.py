@@ -10,8 +10,8 @@ with each backend: "pytorch" (sort-based) and "flashinfer" (the sgl_kernel ops:
 FlashInfer's kernels on a GPU, their torch-native reference on the CPU).
 
 - The main batch, 12 requests: greedy, temperature, top-k, top-p, top-k + top-p, min-p,
-  and all three together. It carries no seeds, because one seeded request sends the
-  whole batch to the sort-based path on every backend; this batch is the timed one.
+  and all three together. It carries no seeds, so that its timing is the kernels'
+  alone (seeded rows take the sort-based path); this batch is the timed one.
 - The seeded batch: 4 seeded requests and 2 unseeded batch-mates, run once per backend
   (twice where only one backend runs), its logits recorded in the first run.
 
