@@ -30,19 +30,14 @@ KERNEL_DIR = Path(__file__).resolve().parents[1]
 REPO = KERNEL_DIR.parent
 
 
-def _load(name: str, path: Path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
-def load_setup_musa():
-    return _load("setup_musa_scan", KERNEL_DIR / "setup_musa.py")
-
-
-split_args = _load("musa_port_lint_scan", KERNEL_DIR / "tools" / "musa_port_lint.py").split_args
+# The porting lint, which also loads setup_musa.py and splits call arguments for us.
+_spec = importlib.util.spec_from_file_location(
+    "musa_port_lint", KERNEL_DIR / "tools" / "musa_port_lint.py"
+)
+lint = importlib.util.module_from_spec(_spec)
+sys.modules[_spec.name] = lint  # dataclasses look their module up
+_spec.loader.exec_module(lint)
+load_setup_musa, split_args = lint.load_setup_musa, lint.split_args
 
 
 @pytest.fixture(scope="module")
