@@ -56,3 +56,8 @@ void min_p_sampling_from_probs(at::Tensor probs, at::Tensor output,
                                std::optional<at::Tensor> maybe_indices,
                                std::optional<at::Tensor> maybe_min_p_arr, double min_p_val,
                                bool deterministic, std::optional<at::Generator> gen);
+// One launch: per-row top-k, top-p and min-p on the original distribution, drawn with
+// randomness keyed by (seeds[i], positions[i], token id); no generator (graph-safe).
+void top_k_top_p_min_p_sampling_from_probs(at::Tensor probs, at::Tensor output, at::Tensor top_k,
+                                           at::Tensor top_p, at::Tensor min_p, at::Tensor seeds,
+                                           at::Tensor positions);

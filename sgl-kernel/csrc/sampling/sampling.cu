@@ -22,6 +22,7 @@
 #include <string>
 #include <utility>
 
+#include "seeded_sampling.cuh"
 #include "sgl_kernel_musa_ops.h"
 
 namespace {
@@ -391,6 +392,33 @@ void min_p_sampling_from_probs(at::Tensor probs, at::Tensor output,
                });
 }
 
+void top_k_top_p_min_p_sampling_from_probs(at::Tensor probs, at::Tensor output, at::Tensor top_k,
+                                           at::Tensor top_p, at::Tensor min_p, at::Tensor seeds,
+                                           at::Tensor positions) {
+  constexpr const char* op = "top_k_top_p_min_p_sampling_from_probs";
+  check_gpu_matrix(op, "probs", probs);
+  TORCH_CHECK(probs.size(1) <= sgl_sampling::kMaxSeededVocab, op,
+              ": probs must have a vocab size below 2^20 (exact 20-bit token counts), got shape ",
+              shape_str(probs.sizes()));
+  const int64_t rows = probs.size(0);
+  check_vector(op, "output", output, at::kInt, rows, probs);
+  check_vector(op, "top_k", top_k, at::kInt, rows, probs);
+  check_vector(op, "top_p", top_p, at::kFloat, rows, probs);
+  check_vector(op, "min_p", min_p, at::kFloat, rows, probs);
+  check_vector(op, "seeds", seeds, at::kLong, rows, probs);
+  check_vector(op, "positions", positions, at::kLong, rows, probs);
+  if (rows == 0) return;
+  // No generator: the randomness is in `seeds`, device memory, so a captured graph
+  // replays with whatever seeds and positions the tensors hold at replay time.
+  const c10::cuda::OptionalCUDAGuard guard(probs.device());
+  check_launch(op, sgl_sampling::SeededTopKTopPMinPSampling(
+                       probs.data_ptr<float>(), output.data_ptr<int32_t>(),
+                       top_k.data_ptr<int32_t>(), top_p.data_ptr<float>(),
+                       min_p.data_ptr<float>(), seeds.data_ptr<int64_t>(),
+                       positions.data_ptr<int64_t>(), static_cast<uint32_t>(rows),
+                       static_cast<uint32_t>(probs.size(1)), current_stream(probs)));
+}
+
 // The sampling ops' schemas and GPU impls, added to a TORCH_LIBRARY_EXPAND(sgl_kernel, m)
 // block by one line, `register_sampling_ops(m);` (ours in common_extension_musa.cc, or
 // upstream's MUSA registration file). Written outputs are annotated Tensor(a!) so the
@@ -438,4 +466,10 @@ void register_sampling_ops(torch::Library& m) {
       "min_p_sampling_from_probs(Tensor probs, Tensor(a!) output, Tensor? maybe_indices, "
       "Tensor? maybe_min_p_arr, float min_p_val, bool deterministic, Generator? gen) -> ()");
   m.impl("min_p_sampling_from_probs", torch::kCUDA, &min_p_sampling_from_probs);
+
+  m.def(
+      "top_k_top_p_min_p_sampling_from_probs(Tensor probs, Tensor(a!) output, Tensor top_k, "
+      "Tensor top_p, Tensor min_p, Tensor seeds, Tensor positions) -> ()");
+  m.impl("top_k_top_p_min_p_sampling_from_probs", torch::kCUDA,
+         &top_k_top_p_min_p_sampling_from_probs);
 }
