@@ -521,7 +521,7 @@ def plot(rows, path, title):
             else "C1"
             if "FlashInfer" in r["op"]
             else "C7"
-            if "sort path" in r["op"]
+            if r["op"].startswith("torch sort")
             else "C0"
             for r in sel
         ]
@@ -529,6 +529,7 @@ def plot(rows, path, title):
         ax.set_yticks(range(len(sel)), [r["op"] for r in sel], fontsize=7)
         ax.invert_yaxis()
         ax.set_xscale("log")
+        ax.set_xlim(right=max(r["device_us"] for r in sel) * 2)  # room for the labels
         for i, r in enumerate(sel):
             ax.text(r["device_us"], i, f" {r['device_us']:g}", va="center", fontsize=7)
         target = MENU_TARGET_US.get(batch) if case == "menu" else None
@@ -542,6 +543,7 @@ def plot(rows, path, title):
         ax.tick_params(axis="x", which="both", labelsize=7)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
+    fig.subplots_adjust(left=0.36)  # the ops' names
     fig.savefig(path, dpi=90)
 
 
