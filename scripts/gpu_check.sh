@@ -3,7 +3,9 @@
 # tool, or any CUDA machine). Logs, JSON and CSV go to $OUT (default: results-local/).
 #
 #   STEPS="build tests hazards sanitizer identity upstream flashinfer bench mainjob" (default: all;
-#   "baselines" alone only compiles the benchmark's FlashInfer launchers, for a later call)
+#   "baselines" alone only compiles the benchmark's FlashInfer launchers, for a later call;
+#   "samplerstep", not in the default: issue #9's Sampler step, today's kernels vs the fused
+#   op, with its targets, into $OUT/sampler_step/; build in the same call or an earlier one)
 #
 # Each step runs in its own process with a timeout, so a hang or a sticky GPU fault fails
 # that step, not the script. Carried folders it uses when present (no network there):
@@ -46,9 +48,13 @@ baselines=()
 for v in 0.5.3 0.5.3-sgl-0001-0004 0.7.2.post1; do
   [ -d "$CACHE/flashinfer-$v/include" ] && baselines+=(--flashinfer "$v=$CACHE/flashinfer-$v/include")
 done
-if (want bench || want baselines) && [ ${#baselines[@]} -gt 0 ]; then
+fi072=()  # the Sampler step compares with FlashInfer 0.7.2's launchers only
+[ -d "$CACHE/flashinfer-0.7.2.post1/include" ] && fi072=(--flashinfer "0.7.2.post1=$CACHE/flashinfer-0.7.2.post1/include")
+to_build=()
+if want bench || want baselines; then to_build=("${baselines[@]}"); elif want samplerstep; then to_build=("${fi072[@]}"); fi
+if [ ${#to_build[@]} -gt 0 ]; then
   # FlashInfer's own launchers compile in the background while the rest runs.
-  (cd sgl-kernel/benchmark && $PY bench_sampling.py --build-only "${baselines[@]}") \
+  (cd sgl-kernel/benchmark && $PY bench_sampling.py --build-only "${to_build[@]}") \
     > "$OUT/flashinfer_baselines_build.log" 2>&1 &
 fi
 if want identity; then
@@ -103,6 +109,13 @@ if want bench; then
   wait
   run bench.log 560 $PY sgl-kernel/benchmark/bench_sampling.py ${BENCH_ARGS:---batches 1 64 256 --vocabs 128256 --runs 200} \
     "${baselines[@]}" --csv "$OUT/bench.csv" --markdown "$OUT/bench.md"
+fi
+if want samplerstep; then
+  step "Sampler step, issue #9: today's kernels vs the fused op, with the targets"
+  wait  # the FlashInfer launchers' background build
+  PYTHONPATH=$PWD/python:$PYTHONPATH run sampler_step.log 560 \
+    $PY sgl-kernel/benchmark/bench_sampler_step.py ${SAMPLER_STEP_ARGS:-} "${fi072[@]}" \
+    --out "$OUT/sampler_step"
 fi
 PARTS=/tmp/sgl-model-parts  # outside the checkout: kept between calls on a warm machine
 if want modelpart1 && [ -d .whl-model/a ]; then
