@@ -333,3 +333,45 @@ def assert_mask_matches(got: torch.Tensor, want: torch.Tensor, what: str) -> Non
         f"{what}: differs at {differ.nonzero()[:5].tolist()} "
         f"(got {got[differ][:5].tolist()}, want {want[differ][:5].tolist()})"
     )
+
+
+# ----------------------------------------------------------------------------- fused op
+
+
+def fused_rows(value, rows: int, dtype: torch.dtype) -> torch.Tensor:
+    """A fused-op parameter (scalar or per-row tensor) as the CPU per-row tensor."""
+    if isinstance(value, torch.Tensor):
+        return value.cpu().to(dtype)
+    return torch.full((rows,), value, dtype=dtype)
+
+
+def fused_distribution(x: torch.Tensor, top_k, top_p, min_p) -> torch.Tensor:
+    """float64 (rows, vocab): what each row of the fused op samples from (its kept
+    weights renormalised; a row with nothing kept gives token 0 with probability 1).
+    Parameters: scalars or per-row tensors, any values (the op's definition)."""
+    x = x.cpu().float()
+    rows = x.size(0)
+    keep = ref.fused_keep(
+        x,
+        fused_rows(top_k, rows, torch.int32),
+        fused_rows(top_p, rows, torch.float32),
+        fused_rows(min_p, rows, torch.float32),
+    )
+    kept = torch.where(keep, x.double(), 0.0)
+    empty = ~keep.any(dim=-1)
+    kept[empty, 0] = 1.0
+    return kept / kept.sum(-1, keepdim=True)
+
+
+def fused_reference_tokens(x, top_k, top_p, min_p, seeds, positions) -> torch.Tensor:
+    """int64 (rows,): the CPU reference's tokens for these arguments (float64 keys)."""
+    x = x.cpu().float()
+    rows = x.size(0)
+    return ref.fused_sample(
+        x,
+        fused_rows(top_k, rows, torch.int32),
+        fused_rows(top_p, rows, torch.float32),
+        fused_rows(min_p, rows, torch.float32),
+        fused_rows(seeds, rows, torch.int64),
+        fused_rows(positions, rows, torch.int64),
+    )
