@@ -16,6 +16,7 @@ import pytest
 import torch
 
 import sglang.srt.layers.sampler as sampler_module
+from sgl_kernel.sampling_reference import fused_sample
 from sgl_kernel.testing import assert_matches_distribution, is_gpu
 from sglang.srt.layers.logits_processor import LogitsProcessorOutput
 from sglang.srt.layers.sampler import Sampler, resolve_sampling_backend
@@ -309,6 +310,31 @@ def test_unseeded_kernel_batches_need_no_positions(device):
     assert_matches_distribution(
         ids, expected_distribution(make_logits(seed=16), params), "no positions"
     )
+
+
+@pytest.mark.parametrize("seed", range(3), ids=lambda s: f"seed{s}")
+def test_the_sort_path_is_the_fused_ops_definition(seed):
+    """The pytorch backend's seeded draw equals the fused op's CPU reference token for
+    token (both float64), on hostile rows (ties, NaN, negatives, +inf, all-zero and
+    subnormal rows, unnormalised) with every edge value of every parameter."""
+    g = torch.Generator().manual_seed(seed)
+    rows, vocab = 400, 37
+    x = torch.softmax(torch.round(torch.randn(rows, vocab, generator=g) * 8) / 4, dim=-1)
+    x *= torch.rand(rows, 1, generator=g) * 3
+    x[torch.rand(rows, vocab, generator=g) < 0.05] = float("nan")
+    x[torch.rand(rows, vocab, generator=g) < 0.05] *= -1
+    x[0, 3], x[1], x[2] = float("inf"), 0.0, 1e-40
+    pick = lambda v: torch.tensor(v)[torch.randint(len(v), (rows,), generator=g)]  # noqa: E731
+    k = pick([-1, 0, 1, 3, 10, 36, 37, 1 << 30]).to(torch.int32)
+    p = pick([float("nan"), -0.5, 0.0, 0.3, 0.7, 0.95, 1.0, 2.0]).float()
+    m = pick([float("nan"), -1.0, 0.0, 0.05, 0.3, 1.0, 1.5]).float()
+    seeds = torch.randint(-(2**63), 2**63 - 1, (rows,), generator=g)
+    positions = torch.randint(0, 1 << 40, (rows,), generator=g)
+    got = sampler_module.top_k_top_p_min_p_sampling_from_probs_torch(
+        x, k, p, m, True, seeds, positions
+    )
+    want = fused_sample(x, k, p, m, seeds, positions)
+    assert torch.equal(got, want), torch.nonzero(got != want).view(-1).tolist()
 
 
 def test_seeded_rows_must_be_row_indices_on_the_logits_device():
