@@ -41,10 +41,11 @@ sample = sgl_kernel.top_k_top_p_min_p_sampling_from_probs
 
 
 def draws(device: str, vocab: int) -> int:
-    """Independent draws per frequency case: many on a GPU, CI-sized on the CPU."""
+    """Independent draws per frequency case: many on a GPU, CI-sized on the CPU (large
+    vocabularies cost V per draw; their cases keep a small support)."""
     if is_gpu(device):
-        return 200_000
-    return 600 if vocab > 10_000 else 4000
+        return 200_000 if vocab <= 10_000 else 20_000
+    return 4000 if vocab <= 10_000 else 600
 
 
 def peaked(vocab: int, seed: int = 0, rows: int = 1) -> torch.Tensor:
@@ -58,16 +59,18 @@ def seeds_for(n: int, base: int = 1, device="cpu") -> torch.Tensor:
     return i * SEED_STEP + base  # wraps like the op's own int64 arithmetic
 
 
-def draw_repeated(row, n, top_k, top_p, min_p, device, base=1, chunk=None):
-    """n draws of one row, each with its own seed (position 7), through the wrapper."""
-    chunk = chunk or (n if is_gpu(device) or row.numel() <= 10_000 else 100)
+def draw_repeated(row, n, top_k, top_p, min_p, device, base=1):
+    """n draws of one row, each with its own seed (position 7), through the wrapper, in
+    chunks of bounded size (the op needs the rows materialised)."""
+    chunk = max(1, (2**27 if is_gpu(device) else 2**22) // row.numel())
+    row = row.to(device).view(1, -1)
     out, all_seeds = [], seeds_for(n, base, device)
     for start in range(0, n, chunk):
         m = min(chunk, n - start)
-        probs = row.view(1, -1).expand(m, -1).to(device)
         seeds = all_seeds[start : start + m]
         positions = torch.full((m,), 7, dtype=torch.int64, device=device)
-        out.append(sample(probs, top_k, top_p, min_p, seeds=seeds, positions=positions).cpu())
+        ids = sample(row.expand(m, -1), top_k, top_p, min_p, seeds=seeds, positions=positions)
+        out.append(ids.cpu())
     return torch.cat(out)
 
 
@@ -419,6 +422,13 @@ def test_extreme_seeds_and_positions(value, device):
         assert bool(keep[torch.arange(4), got].all())
 
 
+def test_the_largest_vocabulary_is_accepted():
+    """2^20 - 1 tokens pass the checks (on meta tensors: no memory, no sampling)."""
+    args = _raw_args("meta", rows=2)
+    args["probs"] = torch.zeros(2, ref.FUSED_MAX_VOCAB, device="meta")
+    getattr(torch.ops.sgl_kernel, OP).default(*args.values())
+
+
 def test_empty_batch(device):
     got = sample(torch.zeros(0, 9, device=device), 3, 0.9, 0.1)
     assert got.shape == (0,) and got.dtype == torch.int32
@@ -519,6 +529,13 @@ RAW_ERRORS = [
     ("probs-float64", "probs", lambda t: t.double(), r"probs must be float32, got float64"),
     ("probs-1-D", "probs", lambda t: t[0], r"probs must be 2-D \(batch, vocab\), got shape \[10\]"),
     ("probs-vocab-0", "probs", lambda t: t[:, :0], r"probs must have vocab size >= 1"),
+    (
+        "probs-vocab-2^20",
+        "probs",
+        lambda t: torch.zeros(3, 2**20, device=t.device),
+        r"probs must have a vocab size below 2\^20 \(exact 20-bit token counts\), "
+        r"got shape \[3, 1048576\]",
+    ),
     ("probs-strided", "probs", lambda t: t[:, ::2], r"probs must be contiguous"),
     ("output-int64", "output", lambda t: t.long(), r"output must be int32, got int64"),
     ("output-short", "output", lambda t: t[:2], r"output must be 1-D of length 3, got shape \[2\]"),

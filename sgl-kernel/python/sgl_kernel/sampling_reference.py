@@ -146,11 +146,22 @@ def _check_sampling_io(op, probs, output, maybe_indices, check_values) -> None:
     _check_vector(op, "output", output, torch.int32, rows, probs)
 
 
+FUSED_MAX_VOCAB = (1 << 20) - 1  # the fused op's largest vocabulary
+
+
 def _validate_fused(
     probs, output, top_k, top_p, min_p, seeds, positions, check_values=True
 ) -> None:
     op = "top_k_top_p_min_p_sampling_from_probs"
     _check_matrix(op, "probs", probs)
+    if probs.size(1) > FUSED_MAX_VOCAB:
+        # The GPU kernel counts tokens in 20-bit fields; the reference has the same limit so
+        # that a call fails alike on every device.
+        _fail(
+            op,
+            "probs must have a vocab size below 2^20 (exact 20-bit token counts), "
+            f"got shape {_shape(probs)}",
+        )
     rows = probs.size(0)
     for name, t, dtype in (
         ("output", output, torch.int32),
