@@ -6,6 +6,8 @@
 - ``OP_CASES``: one record per op (and per sampling path of the wrappers): how to call
   its wrapper, its raw op's arguments, its registered schema, and what it must return
   under the input contract (``expected``), built on ``sgl_kernel.sampling_reference``.
+- The fused seeded op: ``fused_distribution`` (what each row samples from, exactly) and
+  ``fused_reference_tokens`` (the CPU reference's tokens), for any parameter values.
 - Goodness of fit: sampling tests compare token counts with the exact expected
   distribution by Pearson's chi-square test at a false-alarm rate of ALPHA per case:
   with fixed seeds the suite is deterministic, and a correct sampler fails a given
