@@ -3,11 +3,11 @@ seeds and backend selection. (Parameter checks: test_sampling_params.py; batch-s
 checks: test_sampler_batch_checks.py; non-finite logits: test_sampler_non_finite.py;
 the MUSA branch: test_musa_branch.py.)
 
-The "flashinfer" backend runs the sgl_kernel ops: on the CPU their torch-native
-reference, on a GPU the FlashInfer kernels. Distributions are checked with a
-chi-square test at a false-alarm rate of 1e-4 per case (sgl_kernel.testing.ALPHA)
-against sglang.test.sampler_testing.exact_distribution, which applies the kernels'
-keep rules (sgl_kernel.sampling_reference) in float64.
+The "flashinfer" backend runs sgl_kernel's fused seeded op: on the CPU its torch-native
+reference, on a GPU the kernel. Both backends share one definition of the filters (the
+sort path's: top-k, top-p and min-p cut on the original row), so distributions are
+checked against sglang.test.sampler_testing.exact_distribution(..., "pytorch") on both,
+by a chi-square test at a false-alarm rate of 1e-4 per case (sgl_kernel.testing.ALPHA).
 """
 
 import types
@@ -16,12 +16,19 @@ import pytest
 import torch
 
 import sglang.srt.layers.sampler as sampler_module
+from sgl_kernel.sampling_reference import fused_sample
 from sgl_kernel.testing import assert_matches_distribution, is_gpu
 from sglang.srt.layers.logits_processor import LogitsProcessorOutput
 from sglang.srt.layers.sampler import Sampler, resolve_sampling_backend
 from sglang.srt.sampling.sampling_batch_info import SamplingBatchInfo
 from sglang.srt.sampling.sampling_params import SamplingParams
-from sglang.test.sampler_testing import exact_distribution as expected_distribution
+from sglang.test.sampler_testing import exact_distribution
+
+
+def expected_distribution(logits_row, params, backend=None):
+    """The distribution a request samples from: one definition on both backends."""
+    return exact_distribution(logits_row, params, "pytorch")
+
 
 VOCAB = 40
 
@@ -103,9 +110,11 @@ EXACT = [
 def test_the_exact_distribution_helper_on_hand_computed_cases(params, flashinfer, pytorch):
     logits = torch.tensor([0.5, 0.3, 0.15, 0.05]).log() + 3.0  # any shift: same softmax
     params = SamplingParams(**params)
-    for backend, want in (("flashinfer", flashinfer), ("pytorch", pytorch or flashinfer)):
-        got = expected_distribution(logits, params, backend)
-        torch.testing.assert_close(got, torch.tensor(want, dtype=torch.float64), msg=backend)
+    # Both backends now sample by the sort path's definition; the "flashinfer" column is
+    # the helper's old kernel mode (renormalising after each filter), kept as its check.
+    for mode, want in (("flashinfer", flashinfer), ("pytorch", pytorch or flashinfer)):
+        got = exact_distribution(logits, params, mode)
+        torch.testing.assert_close(got, torch.tensor(want, dtype=torch.float64), msg=mode)
 
 
 def test_the_sort_path_cuts_ties_at_the_top_k_pivot_in_token_id_order(device):
@@ -206,7 +215,7 @@ def test_seeded_draws_follow_the_filtered_distribution(device):
     assert_matches_distribution(ids, expected_distribution(logits, params, "pytorch"), "seeded")
 
 
-def test_unseeded_requests_in_a_seeded_batch_stay_random(device):
+def test_unseeded_requests_in_a_seeded_batch_stay_random(backend, device):
     logits = make_logits(seed=11)
     batch = [SamplingParams(sampling_seed=1)] + [SamplingParams()] * 200
     draws = []
@@ -214,7 +223,7 @@ def test_unseeded_requests_in_a_seeded_batch_stay_random(device):
         info = SamplingBatchInfo.from_sampling_params(batch, device)
         out = LogitsProcessorOutput(logits.to(device).repeat(len(batch), 1))
         draws.append(
-            Sampler("pytorch")(
+            Sampler(backend)(
                 out,
                 info,
                 False,
@@ -227,34 +236,105 @@ def test_unseeded_requests_in_a_seeded_batch_stay_random(device):
     assert not torch.equal(draws[0][1:], draws[1][1:])
 
 
-def test_on_the_kernel_backend_only_seeded_rows_take_the_seeded_path(device, monkeypatch):
-    """One seeded request among many: its row alone is drawn by (seed, position) on the
-    sort-based path, and gets the token it gets alone on the pytorch backend; its
-    batch-mates keep the kernels and follow the kernel path's distribution (chi-square at
-    sgl_kernel.testing.ALPHA)."""
-    rows_seen = []
-    real = sampler_module.top_k_top_p_min_p_sampling_from_probs_torch
+def _spy_kernel_backend(monkeypatch):
+    """Records the row count of every fused-op call; the sort path must not run."""
+    calls = []
+    real = sampler_module.top_k_top_p_min_p_sampling_from_probs
 
     def spy(probs, *args, **kwargs):
-        rows_seen.append(probs.size(0))
+        calls.append(probs.size(0))
         return real(probs, *args, **kwargs)
 
-    monkeypatch.setattr(sampler_module, "top_k_top_p_min_p_sampling_from_probs_torch", spy)
-    logits = make_logits(seed=12)
-    mates = SamplingParams(temperature=1.0, top_k=20, top_p=0.9)
-    seeded = SamplingParams(temperature=1.0, top_k=20, top_p=0.9, sampling_seed=5)
-    n = 20_000 if is_gpu(device) else 4_000
-    batch = [mates] * 3 + [seeded] + [mates] * (n - 4)
+    def no_sort_path(*args, **kwargs):
+        raise AssertionError("the kernel backend took the sort-based path")
+
+    monkeypatch.setattr(sampler_module, "top_k_top_p_min_p_sampling_from_probs", spy)
+    monkeypatch.setattr(sampler_module, "top_k_top_p_min_p_sampling_from_probs_torch", no_sort_path)
+    return calls
+
+
+KERNEL_BATCHES = {
+    "plain": [SamplingParams(temperature=0.7)] * 3,
+    "top-k-top-p": [SamplingParams(top_k=5, top_p=0.9)] * 3,
+    "min-p-beside-top-k": [SamplingParams(top_k=5), SamplingParams(min_p=0.1)] * 2,
+    "one-seeded": [SamplingParams(top_p=0.9), SamplingParams(sampling_seed=3)],
+    "all-seeded-with-greedy": [SamplingParams(sampling_seed=4), SamplingParams(temperature=0)],
+}
+
+
+@pytest.mark.parametrize("name", sorted(KERNEL_BATCHES))
+def test_the_kernel_backend_samples_every_batch_in_one_fused_call(name, device, monkeypatch):
+    calls = _spy_kernel_backend(monkeypatch)
+    batch = KERNEL_BATCHES[name]
+    n = len(batch)
     info = SamplingBatchInfo.from_sampling_params(batch, device)
-    out = LogitsProcessorOutput(logits.to(device).repeat(n, 1))
-    pos = torch.full((n,), 7, dtype=torch.int64, device=device)
+    out = LogitsProcessorOutput(make_logits(seed=13).to(device).repeat(n, 1))
+    pos = torch.arange(n, device=device)
     ids = Sampler("flashinfer")(out, info, False, [0] * n, [None] * n, positions=pos)
-    assert rows_seen == [1]
-    alone, _ = run("pytorch", device, logits, seeded, 1, positions=pos[:1])
-    assert ids[3] == alone[0]
-    mate_ids = torch.cat([ids[:3], ids[4:]])
-    want = expected_distribution(logits, mates, "flashinfer")
-    assert_matches_distribution(mate_ids, want, "unseeded batch-mates on the kernels")
+    assert calls == [n] and ids.shape == (n,)
+
+
+def test_a_seeded_request_ignores_its_batch_mates_on_both_backends(backend, device):
+    """One seeded request (top-k, top-p and min-p) among different batch-mates gets the
+    token it gets alone, on either backend, and the same token on both backends (float32
+    keys on a GPU kernel could differ at a near-tie: probability ~1e-6 per row)."""
+    logits = make_logits(seed=14)
+    seeded = SamplingParams(temperature=1.2, top_k=25, top_p=0.9, min_p=0.02, sampling_seed=77)
+    pos = torch.tensor([5, 900, 3], device=device)
+    alone = []
+    for b in ("pytorch", "flashinfer"):
+        for p in pos.tolist():
+            alone.append(
+                run(b, device, logits, seeded, 1, positions=torch.tensor([p]).to(device))[0]
+            )
+    alone = torch.cat(alone).view(2, 3)
+    assert torch.equal(alone[0], alone[1]), "the backends drew different tokens"
+    mates = [SamplingParams(top_k=3), SamplingParams(min_p=0.3, sampling_seed=1), SamplingParams()]
+    g = torch.Generator().manual_seed(15)
+    for slot in range(3):
+        batch = mates[:slot] + [seeded] + mates[slot:]
+        logits_b = torch.randn(4, VOCAB, generator=g) * 2
+        logits_b[slot] = logits
+        info = SamplingBatchInfo.from_sampling_params(batch, device)
+        out = LogitsProcessorOutput(logits_b.to(device))
+        positions = torch.tensor([11, 12, 13, 14]).to(device)
+        positions[slot] = pos[slot]
+        ids = Sampler(backend)(out, info, False, [0] * 4, [None] * 4, positions=positions)
+        assert ids[slot] == alone[0, slot], f"slot {slot}"
+
+
+def test_unseeded_kernel_batches_need_no_positions(device):
+    n = 20_000 if is_gpu(device) else 4_000
+    params = SamplingParams(temperature=0.9, top_k=12, top_p=0.85, min_p=0.03)
+    ids, _ = run("flashinfer", device, make_logits(seed=16), params, n)
+    assert_matches_distribution(
+        ids, expected_distribution(make_logits(seed=16), params), "no positions"
+    )
+
+
+@pytest.mark.parametrize("seed", range(3), ids=lambda s: f"seed{s}")
+def test_the_sort_path_is_the_fused_ops_definition(seed):
+    """The pytorch backend's seeded draw equals the fused op's CPU reference token for
+    token (both float64), on hostile rows (ties, NaN, negatives, +inf, all-zero and
+    subnormal rows, unnormalised) with every edge value of every parameter."""
+    g = torch.Generator().manual_seed(seed)
+    rows, vocab = 400, 37
+    x = torch.softmax(torch.round(torch.randn(rows, vocab, generator=g) * 8) / 4, dim=-1)
+    x *= torch.rand(rows, 1, generator=g) * 3
+    x[torch.rand(rows, vocab, generator=g) < 0.05] = float("nan")
+    x[torch.rand(rows, vocab, generator=g) < 0.05] *= -1
+    x[0, 3], x[1], x[2] = float("inf"), 0.0, 1e-40
+    pick = lambda v: torch.tensor(v)[torch.randint(len(v), (rows,), generator=g)]  # noqa: E731
+    k = pick([-1, 0, 1, 3, 10, 36, 37, 1 << 30]).to(torch.int32)
+    p = pick([float("nan"), -0.5, 0.0, 0.3, 0.7, 0.95, 1.0, 2.0]).float()
+    m = pick([float("nan"), -1.0, 0.0, 0.05, 0.3, 1.0, 1.5]).float()
+    seeds = torch.randint(-(2**63), 2**63 - 1, (rows,), generator=g)
+    positions = torch.randint(0, 1 << 40, (rows,), generator=g)
+    got = sampler_module.top_k_top_p_min_p_sampling_from_probs_torch(
+        x, k, p, m, True, seeds, positions
+    )
+    want = fused_sample(x, k, p, m, seeds, positions)
+    assert torch.equal(got, want), torch.nonzero(got != want).view(-1).tolist()
 
 
 def test_seeded_rows_must_be_row_indices_on_the_logits_device():

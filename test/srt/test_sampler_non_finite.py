@@ -112,10 +112,11 @@ def expected_with_non_finite(row, params, backend):
     elif not (row > -INF).any():
         tied = torch.arange(row.numel())
     else:
-        return exact_distribution(torch.where(row.isnan(), -INF, row), params, backend)
-    if backend == "pytorch":  # the sort path cuts ties in token-id order (a stable sort)
-        j = torch.arange(tied.numel())
-        tied = tied[(j < params.top_k) & (j / tied.numel() <= params.top_p)]
+        # One definition on both backends (the fused kernel's is the sort path's).
+        return exact_distribution(torch.where(row.isnan(), -INF, row), params, "pytorch")
+    # Both backends rank ties in token-id order, so the cut falls inside the tie group.
+    j = torch.arange(tied.numel())
+    tied = tied[(j < params.top_k) & (j / tied.numel() <= params.top_p)]
     expected = torch.zeros(row.numel(), dtype=torch.float64)
     expected[tied] = 1.0 / tied.numel()
     return expected

@@ -37,6 +37,7 @@ makes the result independent of thread scheduling (a fixed-order scan).
 
 from __future__ import annotations
 
+import math
 from typing import Optional, Union
 
 import torch
@@ -499,3 +500,101 @@ def min_p_sampling_from_probs(
 # FlashInfer's older spellings, exported upstream too.
 top_k_renorm_prob = top_k_renorm_probs
 top_p_renorm_prob = top_p_renorm_probs
+
+
+_SEED_LOW, _SEED_HIGH = -(2**63), 2**63 - 1
+
+
+def _fused_row_param(name: str, value: Param, probs: torch.Tensor, dtype: torch.dtype):
+    """A scalar or per-row tensor as the fused op's per-row array (any value is defined)."""
+    if isinstance(value, bool) or not isinstance(value, (torch.Tensor, int, float)):
+        raise ValueError(
+            f"{name} must be a number or a 1-D tensor with one value per row of probs, "
+            f"got {type(value).__name__}"
+        )
+    if not isinstance(value, torch.Tensor):
+        if dtype == torch.int32:
+            if isinstance(value, float) and not (value.is_integer() or abs(value) == math.inf):
+                raise ValueError(f"{name} must be an integer or +-inf, got {value}")
+            # Saturate: k <= 0 already cuts everything, k >= vocab nothing.
+            value = int(max(_INT32_MIN, min(_INT32_MAX, value)))
+        return torch.full((probs.size(0),), value, dtype=dtype, device=probs.device)
+    arr, _ = _row_param(name, value, probs, dtype)
+    return arr
+
+
+def _fused_int64_rows(name: str, value: Optional[torch.Tensor], probs: torch.Tensor):
+    if not isinstance(value, torch.Tensor):
+        raise ValueError(f"{name} must be a 1-D integer tensor, got {type(value).__name__}")
+    if value.is_floating_point() or value.is_complex() or value.dtype == torch.bool:
+        raise ValueError(f"{name} must be an integer tensor, got {_dtype_name(value.dtype)}")
+    arr, _ = _row_param(name, value, probs, torch.int64)
+    return arr
+
+
+def top_k_top_p_min_p_sampling_from_probs(
+    probs: torch.Tensor,
+    top_k: Param,
+    top_p: Param,
+    min_p: Param,
+    seeds: Optional[torch.Tensor] = None,
+    positions: Optional[torch.Tensor] = None,
+    generator: Optional[torch.Generator] = None,
+) -> torch.Tensor:
+    r"""Draw one token per row after top-k, top-p and min-p, keyed by (seed, position).
+
+    One definition for every row (docs/sampling.md, "The fused seeded op"): weights are
+    the positive entries (NaN and negatives weigh 0; a row with +inf or a total outside
+    the normal float32 range samples token 0). Ranked by weight, ties by token id, a token
+    is kept unless its rank is >= k, the weight ranked above it exceeds p times the row
+    total, or its weight is below max weight * min_p. The token is the Gumbel-max over the
+    kept tokens with uniforms hashed from (seed, position, token id): a row's token
+    depends only on its own probabilities, parameters, seed and position, never on its
+    batch slot or batch-mates. Nothing kept: token 0.
+
+    Parameters
+    ----------
+    probs : torch.Tensor
+        (batch, vocab) probabilities, float16/bfloat16/float32/float64, any strides.
+    top_k, top_p, min_p : number or torch.Tensor
+        One value for every row, or a 1-D tensor with one value per row (converted to
+        int32 / float32 / float32). Every value is defined: k <= 0 and p < 0 keep
+        nothing, k >= vocab, p >= 1, min_p <= 0 and NaN p or min_p cut nothing.
+    seeds : torch.Tensor, optional
+        Integer (batch,) seeds (made int64). None: drawn from ``generator`` on the
+        probabilities' device (no host sync, so the call can be captured in a graph).
+    positions : torch.Tensor, optional
+        Integer (batch,) positions of the tokens being sampled (made int64); None: zeros.
+    generator : torch.Generator, optional
+        Used only to draw ``seeds`` when they are not given.
+
+    Returns
+    -------
+    torch.Tensor
+        int32 (batch,) token ids.
+
+    Example
+    -------
+    >>> probs = torch.tensor([[0.1, 0.2, 0.3, 0.4]])
+    >>> sgl_kernel.top_k_top_p_min_p_sampling_from_probs(probs, 1, 1.0, 0.0)
+    tensor([3], dtype=torch.int32)
+    """
+    probs = _as_float32_matrix("probs", probs)
+    k = _fused_row_param("top_k", top_k, probs, torch.int32)
+    p = _fused_row_param("top_p", top_p, probs, torch.float32)
+    m = _fused_row_param("min_p", min_p, probs, torch.float32)
+    rows = probs.size(0)
+    if seeds is None:
+        seeds = torch.randint(
+            _SEED_LOW, _SEED_HIGH, (rows,), dtype=torch.int64, device=probs.device,
+            generator=generator,
+        )  # fmt: skip
+    else:
+        seeds = _fused_int64_rows("seeds", seeds, probs)
+    if positions is None:
+        positions = torch.zeros(rows, dtype=torch.int64, device=probs.device)
+    else:
+        positions = _fused_int64_rows("positions", positions, probs)
+    out = torch.empty(rows, dtype=torch.int32, device=probs.device)
+    _ops.top_k_top_p_min_p_sampling_from_probs.default(probs, out, k, p, m, seeds, positions)
+    return out

@@ -27,6 +27,10 @@ orders logits (+inf largest, NaN never kept) and sets the others to -inf.
 Per-row parameter arrays are clamped, never rejected (a range check would cost the GPU
 a host sync): k < 1 acts as 1, p <= 0 or NaN keeps the most likely token(s), min_p goes
 into [0, 1] with NaN acting as 1. Scalars are range-checked on every path.
+
+The fused seeded op (top_k_top_p_min_p_sampling_from_probs, issue 9) has its own
+definition, the pytorch backend's, given every value (no clamping); see
+``fused_keep``, ``seeded_uniform``, ``fused_sample`` and docs/sampling.md.
 """
 
 from __future__ import annotations
@@ -142,6 +146,34 @@ def _check_sampling_io(op, probs, output, maybe_indices, check_values) -> None:
     _check_vector(op, "output", output, torch.int32, rows, probs)
 
 
+FUSED_MAX_VOCAB = (1 << 20) - 1  # the fused op's largest vocabulary
+
+
+def _validate_fused(
+    probs, output, top_k, top_p, min_p, seeds, positions, check_values=True
+) -> None:
+    op = "top_k_top_p_min_p_sampling_from_probs"
+    _check_matrix(op, "probs", probs)
+    if probs.size(1) > FUSED_MAX_VOCAB:
+        # The GPU kernel counts tokens in 20-bit fields; the reference has the same limit so
+        # that a call fails alike on every device.
+        _fail(
+            op,
+            "probs must have a vocab size below 2^20 (exact 20-bit token counts), "
+            f"got shape {_shape(probs)}",
+        )
+    rows = probs.size(0)
+    for name, t, dtype in (
+        ("output", output, torch.int32),
+        ("top_k", top_k, torch.int32),
+        ("top_p", top_p, torch.float32),
+        ("min_p", min_p, torch.float32),
+        ("seeds", seeds, torch.int64),
+        ("positions", positions, torch.int64),
+    ):
+        _check_vector(op, name, t, dtype, rows, probs)
+
+
 # One validator per op, with the op's schema plus `check_values` (False in the fakes,
 # whose tensors hold no data). Only maybe_indices' range needs the values.
 def _validate_renorm(op, names, arr_name, arr_dtype, check_scalar):
@@ -182,6 +214,7 @@ VALIDATORS = {
         "top_k_top_p_sampling_from_probs", _TOP_K, _TOP_P
     ),
     "min_p_sampling_from_probs": _validate_sampling("min_p_sampling_from_probs", _MIN_P),
+    "top_k_top_p_min_p_sampling_from_probs": _validate_fused,
 }
 
 
@@ -372,6 +405,108 @@ def min_p_sampling_from_probs(
     _sample(probs, min_p_keep(probs, m), output, maybe_indices, gen)
 
 
+# ----------------------------------------------------------------------------- fused op
+# The definition of docs/sampling.md ("The fused seeded op"), one for every row and every
+# parameter value: nothing is clamped and nothing depends on the row's batch-mates.
+
+# Odd 64-bit constants (as signed int64) of a splitmix64-style mixer.
+_MIX_SEED, _MIX_POS, _MIX_TOKEN = -7046029254386353131, -3335678366873096957, 7640891576956012809
+_MIX_1, _MIX_2 = -4658895280553007687, -7723592293110705685
+
+
+def _logical_shift_right(x: torch.Tensor, bits: int) -> torch.Tensor:
+    # torch's >> on int64 is arithmetic; mask off the copied sign bits.
+    return (x >> bits) & ((1 << (64 - bits)) - 1)
+
+
+def seeded_uniform(seeds: torch.Tensor, positions: torch.Tensor, vocab: int) -> torch.Tensor:
+    """[bs, vocab] float64 uniforms in (0, 1), a pure function of (seed, position, token id).
+
+    The one definition of the seeded draw (the GPU kernel and the Sampler's pytorch backend
+    compute the same bits): int64 arithmetic wraps identically on every device, then the
+    top 53 bits, centred, ((x >>> 11) + 0.5) / 2**53.
+    """
+    tokens = torch.arange(vocab, device=seeds.device, dtype=torch.int64).view(1, -1)
+    x = seeds.view(-1, 1) * _MIX_SEED + positions.view(-1, 1).to(torch.int64) * _MIX_POS
+    x = x + tokens * _MIX_TOKEN
+    x = (x ^ _logical_shift_right(x, 30)) * _MIX_1
+    x = (x ^ _logical_shift_right(x, 27)) * _MIX_2
+    x = x ^ _logical_shift_right(x, 31)
+    return (_logical_shift_right(x, 11).double() + 0.5) / float(1 << 53)
+
+
+_FLOAT32_MAX = torch.finfo(torch.float32).max
+
+
+def fused_weights(probs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(w, valid): w_i = probs_i where probs_i > 0, else 0 (NaN, negatives); a row is valid
+    iff it holds no +inf and its total S is a normal float32 (FLT_MIN <= S <= FLT_MAX).
+
+    S is summed in float64, exact but for rounding far below float32's resolution.
+    """
+    w = torch.where(probs > 0, probs, 0.0)
+    total = w.double().sum(dim=-1)
+    has_inf = (probs == float("inf")).any(dim=-1)
+    valid = ~has_inf & (total >= _FLOAT32_NORMAL_MIN) & (total <= _FLOAT32_MAX)
+    return w, valid
+
+
+def fused_keep(
+    probs: torch.Tensor, top_k: torch.Tensor, top_p: torch.Tensor, min_p: torch.Tensor
+) -> torch.Tensor:
+    """[B, V] bool: the tokens each row may sample (a prefix of its rank order).
+
+    Ranks: weight descending, ties by token id ascending. Kept iff w > 0, the row is
+    valid, and none cuts: top-k (rank >= k), top-p (float64 mass of the lower ranks
+    > p * S), min-p (w < float32(max w * min_p)). Any parameter value is defined: k <= 0
+    and p < 0 cut everything, NaN p / min_p cut nothing, p >= 1 cuts nothing.
+    """
+    w, valid = fused_weights(probs)
+    sorted_w, order = torch.sort(w, dim=-1, descending=True, stable=True)
+    ranks = torch.arange(w.size(-1), device=w.device).view(1, -1)
+    cut = ranks >= top_k.view(-1, 1).long()
+    # Inclusive sums in rank order; S is their last entry, so a lower-ranks mass never
+    # exceeds S by rounding (p >= 1 must cut nothing).
+    inclusive = torch.cumsum(sorted_w.double(), dim=-1)
+    above = inclusive - sorted_w.double()
+    total = inclusive[:, -1:]
+    p = top_p.view(-1, 1).double()
+    cut |= (above > p * total) & ~(p >= 1)
+    threshold = w.amax(dim=-1, keepdim=True) * min_p.view(-1, 1)  # float32 product
+    cut |= sorted_w < threshold
+    sorted_keep = ~cut & (sorted_w > 0) & valid.view(-1, 1)
+    return torch.zeros_like(sorted_keep).scatter_(1, order, sorted_keep)
+
+
+def fused_sample(
+    probs: torch.Tensor,
+    top_k: torch.Tensor,
+    top_p: torch.Tensor,
+    min_p: torch.Tensor,
+    seeds: torch.Tensor,
+    positions: torch.Tensor,
+) -> torch.Tensor:
+    """int64 [B]: argmax over kept i of log(w_i) - log(-log(u_i)) (Gumbel-max, float64),
+    u = seeded_uniform(seed, position, i); exact ties to the lower id; nothing kept -> 0."""
+    keep = fused_keep(probs, top_k, top_p, min_p)
+    if probs.size(0) == 0:
+        return torch.zeros(0, dtype=torch.int64, device=probs.device)
+    u = seeded_uniform(seeds, positions, probs.size(-1))
+    key = torch.log(probs.double().clamp_min(0)) - torch.log(-torch.log(u))
+    key = torch.where(keep, key, float("-inf"))
+    token = torch.argmax(key, dim=-1)  # the first maximum: ties go to the lower id
+    return torch.where(keep.any(dim=-1), token, 0)
+
+
+def top_k_top_p_min_p_sampling_from_probs(
+    probs, output, top_k, top_p, min_p, seeds, positions
+) -> None:
+    VALIDATORS["top_k_top_p_min_p_sampling_from_probs"](
+        probs, output, top_k, top_p, min_p, seeds, positions
+    )
+    output.copy_(fused_sample(probs, top_k, top_p, min_p, seeds, positions).to(torch.int32))
+
+
 # Every op of the library, in schema order; registration and tests iterate this.
 OPS = {
     "top_k_renorm_probs": top_k_renorm_probs,
@@ -382,4 +517,5 @@ OPS = {
     "top_p_sampling_from_probs": top_p_sampling_from_probs,
     "top_k_top_p_sampling_from_probs": top_k_top_p_sampling_from_probs,
     "min_p_sampling_from_probs": min_p_sampling_from_probs,
+    "top_k_top_p_min_p_sampling_from_probs": top_k_top_p_min_p_sampling_from_probs,
 }

@@ -6,6 +6,8 @@
 - ``OP_CASES``: one record per op (and per sampling path of the wrappers): how to call
   its wrapper, its raw op's arguments, its registered schema, and what it must return
   under the input contract (``expected``), built on ``sgl_kernel.sampling_reference``.
+- The fused seeded op: ``fused_distribution`` (what each row samples from, exactly) and
+  ``fused_reference_tokens`` (the CPU reference's tokens), for any parameter values.
 - Goodness of fit: sampling tests compare token counts with the exact expected
   distribution by Pearson's chi-square test at a false-alarm rate of ALPHA per case:
   with fixed seeds the suite is deterministic, and a correct sampler fails a given
@@ -332,4 +334,46 @@ def assert_mask_matches(got: torch.Tensor, want: torch.Tensor, what: str) -> Non
     assert not bool(differ.any()), (
         f"{what}: differs at {differ.nonzero()[:5].tolist()} "
         f"(got {got[differ][:5].tolist()}, want {want[differ][:5].tolist()})"
+    )
+
+
+# ----------------------------------------------------------------------------- fused op
+
+
+def fused_rows(value, rows: int, dtype: torch.dtype) -> torch.Tensor:
+    """A fused-op parameter (scalar or per-row tensor) as the CPU per-row tensor."""
+    if isinstance(value, torch.Tensor):
+        return value.cpu().to(dtype)
+    return torch.full((rows,), value, dtype=dtype)
+
+
+def fused_distribution(x: torch.Tensor, top_k, top_p, min_p) -> torch.Tensor:
+    """float64 (rows, vocab): what each row of the fused op samples from (its kept
+    weights renormalised; a row with nothing kept gives token 0 with probability 1).
+    Parameters: scalars or per-row tensors, any values (the op's definition)."""
+    x = x.cpu().float()
+    rows = x.size(0)
+    keep = ref.fused_keep(
+        x,
+        fused_rows(top_k, rows, torch.int32),
+        fused_rows(top_p, rows, torch.float32),
+        fused_rows(min_p, rows, torch.float32),
+    )
+    kept = torch.where(keep, x.double(), 0.0)
+    empty = ~keep.any(dim=-1)
+    kept[empty, 0] = 1.0
+    return kept / kept.sum(-1, keepdim=True)
+
+
+def fused_reference_tokens(x, top_k, top_p, min_p, seeds, positions) -> torch.Tensor:
+    """int64 (rows,): the CPU reference's tokens for these arguments (float64 keys)."""
+    x = x.cpu().float()
+    rows = x.size(0)
+    return ref.fused_sample(
+        x,
+        fused_rows(top_k, rows, torch.int32),
+        fused_rows(top_p, rows, torch.float32),
+        fused_rows(min_p, rows, torch.float32),
+        fused_rows(seeds, rows, torch.int64),
+        fused_rows(positions, rows, torch.int64),
     )

@@ -8,24 +8,30 @@ The path a batch takes, top to bottom in Sampler.forward:
 2. Divide by each row's temperature (greedy rows: 1) in float32 and sanitise: +inf
    becomes the largest float32, NaN and -inf the most negative, always, without a
    host sync, so every row is a proper distribution.
-3. All requests greedy -> argmax. Otherwise softmax and sample with the batch's filters:
-   - no top-k / top-p / min-p: plain categorical sampling;
-   - min-p: top-k renorm, top-p renorm (each only if some row uses it), min-p sampling;
-   - otherwise: joint top-k / top-p sampling.
+3. All requests greedy -> argmax. Otherwise softmax and sample every row from its own
+   top-k, top-p and min-p (one definition for every row, whatever its batch-mates use;
+   docs/sampling.md, "The fused seeded op"): a row keeps, in order of probability (ties
+   by token id), the tokens of rank < k whose higher-ranked mass is at most p times the
+   row's total and whose probability is at least min_p times the row's largest.
    Greedy rows of a mixed batch take the argmax.
 4. Logprobs, if asked: of the temperature-scaled distribution, for the sampled token,
    the top-N tokens per request, and requested token ids.
 
-Backends: "flashinfer" runs FlashInfer's sorting-free kernels as sgl_kernel ops (on
-MUSA from this tree's MUSA build, imported in the is_musa() branch below);
-"pytorch" sorts each row. The default is "flashinfer" whenever the kernels are
-available for the logits' device (CUDA or MUSA), else "pytorch"; choose with
+Backends: "flashinfer" runs sgl_kernel's fused seeded op
+(top_k_top_p_min_p_sampling_from_probs; on MUSA from this tree's MUSA build, imported
+in the is_musa() branch below), one launch for every non-greedy batch, seeded or not,
+min-p or not; "pytorch" sorts each row. The default is "flashinfer" whenever the kernels
+are available for the logits' device (CUDA or MUSA), else "pytorch"; choose with
 Sampler(sampling_backend=...) or SGLANG_SAMPLING_BACKEND.
 
-Requests with a sampling_seed draw from a counter-based generator keyed by (seed,
-position, token id), so the same seed and position give the same token on every
-backend; the kernels draw from the device generator and cannot do that, so a batch
-with seeds is sampled by the pytorch path whatever the backend.
+Draws: a row's token is the Gumbel-max over its kept tokens with uniforms hashed from
+(seed, position, token id) (sgl_kernel.sampling_reference.seeded_uniform, the one
+definition of the hash). Requests with a sampling_seed use it, so the same seed and
+position give the same token on both backends (except at float near-ties: the kernel's
+keys are float32, the pytorch path's float64) and never depend on the batch slot or the
+batch-mates. On the kernel backend the other rows get seeds drawn on the device from
+torch's generator at every step (no host sync; graph-capturable); the pytorch backend
+draws them with torch.multinomial.
 """
 
 from __future__ import annotations
@@ -48,29 +54,23 @@ SAMPLING_BACKENDS = ("flashinfer", "pytorch")
 _KERNEL_DEVICES = ("cuda", "musa")
 
 if is_musa():
-    # Moore Threads GPUs: FlashInfer's sampling kernels from sgl-kernel's MUSA build.
-    from sgl_kernel import (
-        min_p_sampling_from_probs,
-        sampling_from_probs,
-        top_k_renorm_prob,
-        top_k_top_p_sampling_from_probs,
-        top_p_renorm_prob,
-    )
+    # Moore Threads GPUs: the fused sampling kernel from sgl-kernel's MUSA build.
+    from sgl_kernel import top_k_top_p_min_p_sampling_from_probs
+    from sgl_kernel.sampling_reference import seeded_uniform
 
     KERNELS_UNAVAILABLE_REASON: Optional[str] = None
 else:
     try:
-        from sgl_kernel import (
-            min_p_sampling_from_probs,
-            sampling_from_probs,
-            top_k_renorm_prob,
-            top_k_top_p_sampling_from_probs,
-            top_p_renorm_prob,
-        )
+        from sgl_kernel import top_k_top_p_min_p_sampling_from_probs
+        from sgl_kernel.sampling_reference import seeded_uniform
 
         KERNELS_UNAVAILABLE_REASON = None
     except ImportError as err:
+        # The pytorch backend still samples unseeded requests; the seeded draw's hash
+        # lives in sgl_kernel (one definition for the kernel, its reference and this
+        # path), so seeded requests need it.
         KERNELS_UNAVAILABLE_REASON = f"sgl_kernel's sampling ops are not available: {err}"
+        seeded_uniform = None
 
 
 def resolve_sampling_backend(requested: Optional[str], device: torch.device) -> str:
@@ -156,6 +156,11 @@ class Sampler(nn.Module):
         if seeds is not None and positions is None:
             raise ValueError("Sampler.forward needs positions when a request sets sampling_seed")
         if self._backend_for(probs.device) == "pytorch":
+            if seeds is not None and seeded_uniform is None:
+                raise RuntimeError(
+                    "seeded sampling (sampling_seed) needs sgl_kernel's seeded_uniform: "
+                    f"{KERNELS_UNAVAILABLE_REASON}"
+                )
             return top_k_top_p_min_p_sampling_from_probs_torch(
                 probs,
                 info.top_ks,
@@ -165,42 +170,34 @@ class Sampler(nn.Module):
                 seeds,
                 positions,
             )
-        ids = self._sample_with_kernels(probs, info)
-        if seeds is None:
-            return ids
-        # Seeded requests draw by (seed, position, token id) on every backend. Only their
-        # rows take the sort-based path, so one seeded request no longer sends the whole
-        # batch there; their batch-mates keep the kernels.
-        rows = info.seeded_rows
-        if rows is None:
-            rows = torch.arange(probs.size(0), device=probs.device)
-        seeded = top_k_top_p_min_p_sampling_from_probs_torch(
-            probs[rows],
-            info.top_ks[rows],
-            info.top_ps[rows],
-            info.min_ps[rows],
-            info.need_min_p_sampling,
-            seeds[rows],
-            positions[rows],
-        )
-        return ids.long().index_copy(0, rows, seeded)
+        return self._sample_with_kernel(probs, info, positions)
 
     @staticmethod
-    def _sample_with_kernels(probs, info: SamplingBatchInfo) -> torch.Tensor:
-        if not (info.need_top_k_sampling or info.need_top_p_sampling or info.need_min_p_sampling):
-            return sampling_from_probs(probs)
-        if info.need_min_p_sampling:
-            if info.need_top_k_sampling:
-                probs = top_k_renorm_prob(probs, info.top_ks)
-            if info.need_top_p_sampling:
-                probs = top_p_renorm_prob(probs, info.top_ps)
-            return min_p_sampling_from_probs(probs, info.min_ps)
-        return top_k_top_p_sampling_from_probs(
-            probs, info.top_ks, info.top_ps, filter_apply_order="joint"
+    def _sample_with_kernel(probs, info: SamplingBatchInfo, positions) -> torch.Tensor:
+        """One fused launch: every row by its own filters and its (seed, position)."""
+        rows = probs.size(0)
+        seeds = info.sampling_seed
+        if seeds is None or info.seeded_rows is not None:
+            # Fresh seeds on the device at every step: unseeded rows stay random, with no
+            # host sync. A seeded request's row keeps its own seed.
+            drawn = torch.randint(
+                -(2**63), 2**63 - 1, (rows,), dtype=torch.int64, device=probs.device
+            )
+            if seeds is not None:
+                kept = info.seeded_rows
+                drawn = drawn.index_copy(0, kept, seeds.index_select(0, kept))
+            seeds = drawn
+        if positions is None:
+            positions = torch.zeros(rows, dtype=torch.int64, device=probs.device)
+        return top_k_top_p_min_p_sampling_from_probs(
+            probs, info.top_ks, info.top_ps, info.min_ps, seeds=seeds, positions=positions
         )
 
 
 # ----------------------------------------------------------------------------- pytorch path
+
+
+_FLOAT32 = torch.finfo(torch.float32)
 
 
 def top_k_top_p_min_p_sampling_from_probs_torch(
@@ -212,61 +209,45 @@ def top_k_top_p_min_p_sampling_from_probs_torch(
     sampling_seed: Optional[torch.Tensor] = None,
     positions: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
-    """Sort-based sampling: cut each sorted row by top-k, top-p and min-p, then draw.
+    """Sort-based sampling with the fused op's definition (docs/sampling.md).
 
-    A row keeps its k most likely tokens (ties cut in token-id order), the shortest prefix
-    whose mass reaches p, and tokens of at least min_p times the row's top probability.
-    NaN counts as probability 0; a row with nothing left samples token 0, as the
-    kernels do. With sampling_seed, draws are keyed by (seed, position, token id).
+    Weights are the positive entries (NaN and negatives weigh 0); a row holding +inf or
+    whose total S is not a normal float32 samples token 0. In order of weight (ties by
+    token id) a token is cut at rank >= k, when the mass ranked above it exceeds p * S
+    (float64; p >= 1 cuts nothing), or when its weight is below float32(max * min_p)
+    (applied when need_min_p_sampling). Nothing kept: token 0. With sampling_seed the draw
+    is the seeded Gumbel-max by (seed, position, token id), else torch.multinomial.
     """
-    # Stable: ties are cut in token-id order, the same on every device.
-    sorted_p, order = torch.nan_to_num(probs, nan=0.0).sort(dim=-1, descending=True, stable=True)
+    w = torch.where(probs > 0, probs, 0.0)
+    # Stable: ties are ranked in token-id order, the same on every device.
+    sorted_w, order = w.sort(dim=-1, descending=True, stable=True)
     ranks = torch.arange(probs.size(-1), device=probs.device).view(1, -1)
     cut = ranks >= top_ks.view(-1, 1)
-    cut |= (sorted_p.cumsum(dim=-1) - sorted_p) > top_ps.view(-1, 1)
+    inclusive = sorted_w.double().cumsum(dim=-1)
+    total = inclusive[:, -1:]  # S, summed in the same order: mass above never exceeds it
+    top_p = top_ps.view(-1, 1).double()
+    cut |= ((inclusive - sorted_w.double()) > top_p * total) & ~(top_p >= 1)
     if need_min_p_sampling:
-        cut |= sorted_p < sorted_p[:, :1] * min_ps.view(-1, 1)
-    sorted_p = sorted_p.masked_fill(cut, 0.0)
-    empty = sorted_p.sum(dim=-1) <= 0
-    sorted_p[:, 0] = torch.where(empty, 1.0, sorted_p[:, 0])  # something to draw from
+        cut |= sorted_w < sorted_w[:, :1] * min_ps.view(-1, 1)  # float32 product
+    valid = (total >= _FLOAT32.tiny) & (total <= _FLOAT32.max)
+    valid &= ~(probs == float("inf")).any(dim=-1, keepdim=True)
+    sorted_w = torch.where(cut | ~valid, 0.0, sorted_w)
+    empty = (sorted_w[:, 0] <= 0).view(-1)  # the kept set is a prefix of the ranks
+    sorted_w[:, 0] = torch.where(empty, 1.0, sorted_w[:, 0])  # something to draw from
 
     if sampling_seed is None:
-        picked = torch.gather(order, 1, torch.multinomial(sorted_p, 1)).view(-1)
+        picked = torch.gather(order, 1, torch.multinomial(sorted_w, 1)).view(-1)
     else:
-        kept = torch.zeros_like(sorted_p).scatter_(1, order, sorted_p)
+        kept = torch.zeros_like(sorted_w).scatter_(1, order, sorted_w)
         picked = seeded_categorical(kept, sampling_seed, positions)
     return torch.where(empty, torch.zeros_like(picked), picked)
-
-
-# Odd 64-bit constants (as signed int64) of a splitmix64-style mixer.
-_MIX_SEED, _MIX_POS, _MIX_TOKEN = -7046029254386353131, -3335678366873096957, 7640891576956012809
-_MIX_1, _MIX_2 = -4658895280553007687, -7723592293110705685
-
-
-def _logical_shift_right(x: torch.Tensor, bits: int) -> torch.Tensor:
-    # torch's >> on int64 is arithmetic; mask off the copied sign bits.
-    return (x >> bits) & ((1 << (64 - bits)) - 1)
-
-
-def seeded_uniform(seeds: torch.Tensor, positions: torch.Tensor, vocab: int) -> torch.Tensor:
-    """[bs, vocab] float64 uniforms in (0, 1), a pure function of (seed, position, token id).
-
-    Integer arithmetic wraps identically on every device, so the draws do not depend on
-    the device or on the other requests of the batch.
-    """
-    tokens = torch.arange(vocab, device=seeds.device, dtype=torch.int64).view(1, -1)
-    x = seeds.view(-1, 1) * _MIX_SEED + positions.view(-1, 1).to(torch.int64) * _MIX_POS
-    x = x + tokens * _MIX_TOKEN
-    x = (x ^ _logical_shift_right(x, 30)) * _MIX_1
-    x = (x ^ _logical_shift_right(x, 27)) * _MIX_2
-    x = x ^ _logical_shift_right(x, 31)
-    return (_logical_shift_right(x, 11).double() + 0.5) / float(1 << 53)
 
 
 def seeded_categorical(
     weights: torch.Tensor, seeds: torch.Tensor, positions: torch.Tensor
 ) -> torch.Tensor:
-    """One draw per row proportional to weights (Gumbel-max with seeded uniforms)."""
+    """One draw per row proportional to weights: the Gumbel-max with seeded uniforms,
+    ties to the lower token id (torch.argmax takes the first maximum)."""
     gumbel = -torch.log(-torch.log(seeded_uniform(seeds, positions, weights.size(-1))))
     return torch.argmax(torch.log(weights.double()) + gumbel, dim=-1)
 

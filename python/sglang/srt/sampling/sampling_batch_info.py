@@ -29,8 +29,8 @@ class SamplingBatchInfo:
     # get a seed drawn from torch's default generator, so they stay random.
     sampling_seed: Optional[torch.Tensor] = None
     # [n] int64: the rows whose request set a seed (None: every row of a seeded batch).
-    # Only these rows need the seeded draws; on the kernel backend the others keep the
-    # kernels.
+    # On the kernel backend only these rows keep their seed; the others get fresh seeds
+    # drawn on the device at every step.
     seeded_rows: Optional[torch.Tensor] = None
 
     @classmethod
