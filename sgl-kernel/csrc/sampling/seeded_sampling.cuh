@@ -3,22 +3,24 @@
 // sgl_kernel::top_k_top_p_min_p_sampling_from_probs. Our own source, not FlashInfer's.
 //
 // Per row (one thread block), with w = the row's positive entries (NaN, negatives: 0):
-//   1. Level-0 pass: histogram of the float exponents, the row's largest key and its
-//      exact total S.
-//   2. Up to three more radix levels (8, 8, 7 mantissa bits) find the boundary value tau
+//   0. One pass: the row's largest weight M and total S, and each thread's largest
+//      weight. Sorting those 1024 maxima gives a lower bound of the cut: the k-th largest
+//      of them (at least k tokens are >= it), and the one at which their running sum
+//      passes p * S (every token below it has more than p * S above it). Tokens below the
+//      bound (or below min-p's M * min_p) never enter the search.
+//   1. A radix descent over the float bits (11, 10, 10 bits) finds the boundary value tau
 //      of the kept prefix of the rank order (descending w, ties by token id): the smallest
 //      value whose first token survives top-k (fewer than k tokens above it), top-p (mass
-//      above it <= p * S) and min-p (w >= M * min_p). A level stops early when its chosen
-//      bin is kept whole.
-//   3. Only if top-k or top-p cuts inside a run of equal values: one pass finds the last
+//      above it <= p * S) and min-p. A level stops early when its chosen bin is kept whole.
+//   2. Only if top-k or top-p cuts inside a run of equal values: one pass finds the last
 //      kept token of that run in token-id order.
-//   4. Final pass: among kept tokens, argmin of log(E_i) - log(w_i), E_i = -log(u_i),
+//   3. Final pass: among kept tokens, argmin of log(E_i) - log(w_i), E_i = -log(u_i),
 //      u_i the seeded uniform of (seed, position, i): Gumbel-max, an exact draw.
 //
 // Deterministic by construction: the histograms add integers (counts and exact
-// mantissa sums, so every mass is exact), the scans and reductions are cub block
-// primitives with a fixed order, and the final argmin breaks ties by token id. Nothing
-// depends on thread scheduling or on the warp width (no shuffles, no inline PTX, no
+// mantissa sums, so every mass above a candidate is exact), every scan and reduction
+// runs in a fixed order, and the final argmin breaks ties by token id. Nothing depends
+// on thread scheduling or on the warp width (no shuffles of our own, no inline PTX, no
 // cuda:: functors, no waits between blocks), which keeps it portable to MUSA.
 #pragma once
 
@@ -29,22 +31,17 @@
 namespace sgl_sampling {
 
 constexpr uint32_t kSeededThreads = 1024;
-// Copies of each histogram, spread over groups of threads, to cut atomic contention on
-// the few exponents a softmax row crowds into. The grouping size is arbitrary (not a
-// warp width).
-constexpr uint32_t kHistCopies = 4;
-constexpr uint32_t kHistGroup = 32;
-constexpr uint32_t kHistBins = 256;
 // A histogram bin packs (sum of 24-bit mantissa integers) << 20 | token count into 64
 // bits: exact for rows of fewer than 2^20 tokens.
 constexpr uint32_t kCountBits = 20;
 constexpr uint64_t kCountMask = (uint64_t{1} << kCountBits) - 1;
 constexpr uint32_t kMaxSeededVocab = (1u << kCountBits) - 1;
+constexpr uint32_t kMaxBins = 2048;        // level 0: bits 30..20 (exponent + 3 mantissa bits)
 constexpr uint32_t kInfKey = 0x7F800000u;  // +inf; keys of finite positive floats are below
-constexpr uint32_t kNoBin = 0xFFFFFFFFu;
+constexpr uint32_t kNone = 0xFFFFFFFFu;
 
-// The mixer of the Sampler's seeded_uniform (python/sglang/srt/layers/sampler.py),
-// as uint64: the same wrapping arithmetic gives the same numbers.
+// The mixer of seeded_uniform (sgl_kernel/sampling_reference.py), as uint64: the same
+// wrapping arithmetic gives the same numbers.
 constexpr uint64_t kMixSeed = 0x9E3779B97F4A7C15ull;
 constexpr uint64_t kMixPosition = 0xD1B54A32D192ED03ull;
 constexpr uint64_t kMixToken = 0x6A09E667F3BCC909ull;
@@ -53,9 +50,9 @@ constexpr uint64_t kMix2 = 0x94D049BB133111EBull;
 
 // Radix levels over the 31 magnitude bits of a non-negative float.
 __device__ __forceinline__ uint32_t level_shift(int level) {
-  return level == 0 ? 23u : level == 1 ? 15u : level == 2 ? 7u : 0u;
+  return level == 0 ? 20u : level == 1 ? 10u : 0u;
 }
-__device__ __forceinline__ uint32_t level_bins(int level) { return level == 3 ? 128u : 256u; }
+__device__ __forceinline__ uint32_t level_bins(int level) { return level == 0 ? 2048u : 1024u; }
 
 // The weight's order-preserving key: its bits if it is > 0 (so NaN and negatives are 0).
 __device__ __forceinline__ uint32_t weight_key(float x) { return x > 0.f ? __float_as_uint(x) : 0u; }
@@ -68,15 +65,10 @@ __device__ __forceinline__ uint64_t packed_weight(uint32_t key) {
 }
 
 // 2^(max(exponent, 1) - 150), built from its bits (a normal double for every exponent).
-__device__ __forceinline__ double bin_scale(uint32_t exponent) {
+__device__ __forceinline__ double mantissa_unit(uint32_t exponent) {
   const int64_t power = static_cast<int64_t>(exponent > 1 ? exponent : 1) - 150;
   return __longlong_as_double((power + 1023) << 52);
 }
-
-struct BinTotals {
-  uint32_t count;
-  double mass;
-};
 
 struct MaxKey {
   __device__ __forceinline__ uint32_t operator()(uint32_t a, uint32_t b) const {
@@ -99,8 +91,8 @@ struct MinCandidate {
   }
 };
 
-// The Sampler's seeded uniform, u = ((x >> 11) + 0.5) / 2^53, returned as
-// log(-log(u)) computed in float32 without losing the small E = -log(u) of u near 1.
+// The seeded uniform u = ((x >> 11) + 0.5) / 2^53 of token `token`, returned as
+// log(-log(u)) in float32 without losing the small -log(u) of u near 1.
 __device__ __forceinline__ float log_exponential(uint64_t row_base, uint32_t token) {
   uint64_t x = row_base + static_cast<uint64_t>(token) * kMixToken;
   x = (x ^ (x >> 30)) * kMix1;
@@ -116,81 +108,78 @@ __device__ __forceinline__ float log_exponential(uint64_t row_base, uint32_t tok
   return logf(e);
 }
 
+// Calls f(i, x) for every entry x = row[i] this thread owns: float4 loads where the row
+// is 16-byte aligned, else single loads (any contiguous view works).
+template <uint32_t BLOCK, typename F>
+__device__ __forceinline__ void for_each_entry(const float* row, uint32_t vocab, F&& f) {
+  const uint32_t tid = threadIdx.x;
+  uint32_t done = 0;
+  if ((reinterpret_cast<uintptr_t>(row) & 15u) == 0) {
+    const float4* row4 = reinterpret_cast<const float4*>(row);
+    const uint32_t quads = vocab / 4;
+    for (uint32_t q = tid; q < quads; q += BLOCK) {
+      const float4 v = row4[q];
+      f(4 * q, v.x);
+      f(4 * q + 1, v.y);
+      f(4 * q + 2, v.z);
+      f(4 * q + 3, v.w);
+    }
+    done = quads * 4;
+  }
+  for (uint32_t i = done + tid; i < vocab; i += BLOCK) f(i, row[i]);
+}
+
 template <uint32_t BLOCK>
 struct SeededShared {
   union {
-    typename cub::BlockScan<uint32_t, BLOCK>::TempStorage count_scan;
+    typename cub::BlockRadixSort<uint32_t, BLOCK, 1>::TempStorage sort;
     typename cub::BlockReduce<uint32_t, BLOCK>::TempStorage key_reduce;
+    typename cub::BlockReduce<double, BLOCK>::TempStorage sum_reduce;
+    typename cub::BlockScan<uint32_t, BLOCK>::TempStorage count_scan;
     typename cub::BlockReduce<Candidate, BLOCK>::TempStorage pick_reduce;
-  } temp;
-  unsigned long long hist[kHistCopies][kHistBins];
-  // Double-buffered inclusive scan of the bins, highest value first.
-  uint32_t scan_count[2][kHistBins];
-  double scan_mass[2][kHistBins];
-  // The search state every thread reads after a barrier.
+    struct {
+      unsigned long long hist[kMaxBins];
+      uint32_t scan_count[BLOCK];  // one entry per thread: its two bins' totals
+      double scan_mass[BLOCK];
+    } search;
+  } u;
+  // Values every thread reads after a barrier.
   uint32_t max_key;
   double total;
+  uint32_t bound_k, bound_p;
   uint32_t chosen_bin;
-  uint32_t above_count;  // tokens above the chosen bin
-  double above_mass;
-  uint32_t bin_count;
-  double bin_mass;
+  uint32_t above_count, bin_count;  // tokens above the chosen bin, in it
+  double above_mass, bin_mass;
   uint32_t tie_cut;  // last kept token id of the boundary value's run
 };
 
+// Inclusive prefix sums over threads of (count, mass), in a fixed order
+// (Hillis-Steele in shared memory; cheaper in registers than cub::BlockScan over a
+// (count, double) pair at 1024 threads). Returns this thread's exclusive sums.
 template <uint32_t BLOCK>
-__device__ __forceinline__ void clear_histograms(SeededShared<BLOCK>& s) {
-  for (uint32_t i = threadIdx.x; i < kHistCopies * kHistBins; i += BLOCK) {
-    (&s.hist[0][0])[i] = 0ull;
-  }
-}
-
-template <uint32_t BLOCK>
-__device__ __forceinline__ unsigned long long* my_histogram(SeededShared<BLOCK>& s) {
-  return s.hist[(threadIdx.x / kHistGroup) % kHistCopies];
-}
-
-// Totals of bin `bin` summed over the copies, its mass scaled by `exponent`'s unit.
-template <uint32_t BLOCK>
-__device__ __forceinline__ BinTotals bin_totals(SeededShared<BLOCK>& s, uint32_t bin,
-                                                uint32_t exponent) {
-  unsigned long long packed = 0;
-  for (uint32_t c = 0; c < kHistCopies; ++c) packed += s.hist[c][bin];
-  return {static_cast<uint32_t>(packed & kCountMask),
-          static_cast<double>(packed >> kCountBits) * bin_scale(exponent)};
-}
-
-// Totals of the bins above each thread's bin (thread t < bins holds bin bins-1-t) and of
-// all bins: a Hillis-Steele scan in shared memory, in a fixed order (deterministic sums).
-// Cheaper in registers than cub::BlockScan over a (count, double) pair at 1024 threads.
-template <uint32_t BLOCK>
-__device__ __forceinline__ void scan_bins(SeededShared<BLOCK>& s, uint32_t bins,
-                                          const BinTotals& own, BinTotals& above,
-                                          BinTotals& all) {
+__device__ __forceinline__ void exclusive_scan(SeededShared<BLOCK>& s, uint32_t count,
+                                               double mass, uint32_t& count_before,
+                                               double& mass_before) {
   const uint32_t tid = threadIdx.x;
-  int buf = 0;
-  if (tid < bins) {
-    s.scan_count[0][tid] = own.count;
-    s.scan_mass[0][tid] = own.mass;
-  }
+  uint32_t* counts = s.u.search.scan_count;
+  double* masses = s.u.search.scan_mass;
+  counts[tid] = count;
+  masses[tid] = mass;
   __syncthreads();
-  for (uint32_t offset = 1; offset < bins; offset <<= 1) {
-    if (tid < bins) {
-      uint32_t count = s.scan_count[buf][tid];
-      double mass = s.scan_mass[buf][tid];
-      if (tid >= offset) {
-        count += s.scan_count[buf][tid - offset];
-        mass += s.scan_mass[buf][tid - offset];
-      }
-      s.scan_count[buf ^ 1][tid] = count;
-      s.scan_mass[buf ^ 1][tid] = mass;
+  for (uint32_t offset = 1; offset < BLOCK; offset <<= 1) {
+    uint32_t c = 0;
+    double m = 0;
+    if (tid >= offset) {
+      c = counts[tid - offset];
+      m = masses[tid - offset];
     }
-    buf ^= 1;
+    __syncthreads();
+    counts[tid] += c;
+    masses[tid] += m;
     __syncthreads();
   }
-  above = {0, 0.0};
-  if (tid > 0 && tid < bins) above = {s.scan_count[buf][tid - 1], s.scan_mass[buf][tid - 1]};
-  all = {s.scan_count[buf][bins - 1], s.scan_mass[buf][bins - 1]};
+  count_before = counts[tid] - count;
+  mass_before = tid ? masses[tid - 1] : 0.0;  // not inclusive - own: doubles round
 }
 
 template <uint32_t BLOCK>
@@ -205,130 +194,165 @@ __global__ void __launch_bounds__(BLOCK)
   const uint32_t row = blockIdx.x, tid = threadIdx.x;
   const float* p = probs + static_cast<size_t>(row) * vocab;
 
-  // 1. Exponent histogram, largest key (+inf included, so it can be detected), total.
-  clear_histograms(s);
-  __syncthreads();
-  unsigned long long* hist = my_histogram(s);
+  // 0. Largest key (+inf included, so it is seen), total, each thread's largest key.
   uint32_t local_max = 0;
-  for (uint32_t i = tid; i < vocab; i += BLOCK) {
-    const uint32_t key = weight_key(p[i]);
+  float local_total = 0.f;
+  for_each_entry<BLOCK>(p, vocab, [&](uint32_t, float x) {
+    const uint32_t key = weight_key(x);
     local_max = key > local_max ? key : local_max;
-    if (key != 0 && key < kInfKey) atomicAdd(&hist[key >> 23], packed_weight(key));
-  }
-  const uint32_t block_max = cub::BlockReduce<uint32_t, BLOCK>(s.temp.key_reduce)
-                                 .Reduce(local_max, MaxKey());
+    local_total += key ? x : 0.f;
+  });
+  const uint32_t block_max =
+      cub::BlockReduce<uint32_t, BLOCK>(s.u.key_reduce).Reduce(local_max, MaxKey());
   if (tid == 0) s.max_key = block_max;
   __syncthreads();
+  const double block_total =
+      cub::BlockReduce<double, BLOCK>(s.u.sum_reduce).Sum(static_cast<double>(local_total));
+  if (tid == 0) s.total = block_total;
+  __syncthreads();
+  const uint32_t max_key = s.max_key;
+  const double total = s.total;
+  // Invalid rows (+inf, or a total that is not a normal float32) sample token 0.
+  const bool valid = max_key < kInfKey && total >= FLT_MIN && total <= FLT_MAX;
 
   const int32_t k = top_k_arr[row];
   const float top_p = top_p_arr[row];
-  const uint32_t max_key = s.max_key;
   // min-p threshold, rounded to float32 like the reference; NaN or <= 0 never cuts.
   const float min_w = __uint_as_float(max_key) * min_p_arr[row];
   const uint32_t min_key = min_w > 0.f ? __float_as_uint(min_w) : 0u;
   const bool cuts_k = k < static_cast<int64_t>(vocab);
   const bool cuts_p = top_p < 1.f;  // NaN: false
+  const double limit = static_cast<double>(top_p) * total;
 
-  // 2. Radix descent. The level-0 scan also yields the row total.
-  uint32_t prefix = 0, above_count = 0;
-  double above_mass = 0, limit = 0;
-  uint32_t threshold_key = 0;   // kept: key >= threshold_key ...
-  uint32_t tie_key = kNoBin;    // ... except keys == tie_key past the n-th in id order
+  uint32_t threshold_key = min_key;  // kept: key >= threshold_key ...
+  uint32_t tie_key = kNone;          // ... except keys == tie_key past the tie_keep-th
   uint32_t tie_keep = 0;
-  bool nothing_kept = false;
-  for (int level = 0; level < 4; ++level) {
-    const uint32_t shift = level_shift(level), bins = level_bins(level);
-    if (level > 0) {
-      __syncthreads();  // everyone has read the previous level's state
-      clear_histograms(s);
-      __syncthreads();
-      const uint32_t high_shift = shift + (level == 3 ? 7u : 8u);
+  bool nothing_kept = !valid;
+  if (valid && (cuts_k || cuts_p)) {
+    // Lower bounds of the cut from the sorted per-thread maxima (descending).
+    uint32_t sorted[1] = {local_max};
+    cub::BlockRadixSort<uint32_t, BLOCK, 1>(s.u.sort).SortDescending(sorted);
+    if (tid == 0) s.bound_k = s.bound_p = 0;
+    __syncthreads();
+    if (cuts_k && k >= 1 && tid == static_cast<uint32_t>(k - 1)) s.bound_k = sorted[0];
+    uint32_t count_before;
+    double mass_before;
+    const double value = static_cast<double>(__uint_as_float(sorted[0]));
+    exclusive_scan(s, 0u, value, count_before, mass_before);
+    if (cuts_p && !(mass_before > limit) && mass_before + value > limit) s.bound_p = sorted[0];
+    __syncthreads();
+    uint32_t floor_key = max(max(s.bound_k, s.bound_p), min_key);
+    if (floor_key == 0) floor_key = 1;  // zero weights never enter
+
+    // 1. Radix descent from the floor up.
+    uint32_t prefix = 0, above_count = 0;
+    double above_mass = 0;
+    for (int level = 0; level < 3; ++level) {
+      const uint32_t shift = level_shift(level), bins = level_bins(level);
+      const uint32_t high_shift = level == 0 ? 31u : shift + 10u;
       const uint32_t high = prefix >> high_shift;
-      for (uint32_t i = tid; i < vocab; i += BLOCK) {
-        const uint32_t key = weight_key(p[i]);
-        if (key != 0 && (key >> high_shift) == high && key >= min_key) {
+      __syncthreads();  // everyone is done with the previous level's shared state
+      for (uint32_t b = tid; b < bins; b += BLOCK) s.u.search.hist[b] = 0ull;
+      if (tid == 0) s.chosen_bin = kNone;
+      __syncthreads();
+      unsigned long long* hist = s.u.search.hist;
+      for_each_entry<BLOCK>(p, vocab, [&](uint32_t, float x) {
+        const uint32_t key = weight_key(x);
+        if (key >= floor_key && (key >> high_shift) == high) {
           atomicAdd(&hist[(key >> shift) & (bins - 1)], packed_weight(key));
+        }
+      });
+      __syncthreads();
+      // Thread t owns bins bins-1-2t and bins-2-2t (highest first), so an exclusive
+      // scan over threads gives each bin the totals above it.
+      const uint32_t exponent_of_prefix = prefix >> 23;
+      uint32_t count[2] = {0, 0};
+      double mass[2] = {0, 0};
+      uint32_t bin[2] = {kNone, kNone};
+#pragma unroll
+      for (int j = 0; j < 2; ++j) {
+        const uint32_t rank = 2 * tid + j;
+        if (rank < bins) {
+          bin[j] = bins - 1 - rank;
+          const unsigned long long packed = hist[bin[j]];
+          count[j] = static_cast<uint32_t>(packed & kCountMask);
+          const uint32_t exponent = level == 0 ? (bin[j] >> 3) : exponent_of_prefix;
+          mass[j] = static_cast<double>(packed >> kCountBits) * mantissa_unit(exponent);
+        }
+      }
+      uint32_t count_above;
+      double mass_above;
+      exclusive_scan(s, count[0] + count[1], mass[0] + mass[1], count_above, mass_above);
+      count_above += above_count;
+      mass_above += above_mass;
+      uint32_t bin_count_above[2] = {count_above, count_above + count[0]};
+      double bin_mass_above[2] = {mass_above, mass_above + mass[0]};
+#pragma unroll
+      for (int j = 0; j < 2; ++j) {
+        const bool qualifies = bin[j] != kNone && count[j] > 0 &&
+                               static_cast<int64_t>(bin_count_above[j]) < k &&
+                               !(cuts_p && bin_mass_above[j] > limit);
+        if (qualifies) atomicMin(&s.chosen_bin, bin[j]);
+      }
+      __syncthreads();
+      const uint32_t chosen = s.chosen_bin;
+      if (chosen == kNone) {
+        // Level 0: top-k <= 0, top-p < 0 or min-p > 1 cut every token. Deeper: no token
+        // of the parent bin reaches the floor, and every token above it is kept.
+        nothing_kept = level == 0;
+        threshold_key = floor_key;
+        break;
+      }
+#pragma unroll
+      for (int j = 0; j < 2; ++j) {
+        if (bin[j] == chosen) {
+          s.above_count = bin_count_above[j];
+          s.above_mass = bin_mass_above[j];
+          s.bin_count = count[j];
+          s.bin_mass = mass[j];
+        }
+      }
+      __syncthreads();
+      prefix |= chosen << shift;
+      above_count = s.above_count;
+      above_mass = s.above_mass;
+      const uint32_t bin_count = s.bin_count;
+      const bool whole_by_k = !cuts_k || static_cast<int64_t>(above_count) + bin_count <= k;
+      const bool whole_by_p = !cuts_p || !(above_mass + s.bin_mass > limit);
+      if (whole_by_k && whole_by_p) {  // the chosen bin is kept whole
+        threshold_key = max(prefix, floor_key);
+        break;
+      }
+      if (level == 2) {  // prefix is the boundary value; how many of its run are kept?
+        threshold_key = prefix;
+        uint64_t keep = bin_count;
+        if (cuts_k) keep = min(keep, static_cast<uint64_t>(k - static_cast<int64_t>(above_count)));
+        if (cuts_p) {
+          // Run members j = 0, 1, ... are kept while above_mass + j * tau <= limit.
+          const double room = (limit - above_mass) / static_cast<double>(__uint_as_float(prefix));
+          if (room < static_cast<double>(keep)) keep = static_cast<uint64_t>(floor(room)) + 1;
+        }
+        if (keep < bin_count) {
+          tie_key = prefix;
+          tie_keep = static_cast<uint32_t>(keep);
         }
       }
     }
-    if (tid == 0) s.chosen_bin = kNoBin;
-    __syncthreads();
-    // Thread t holds bin bins-1-t, so the exclusive scan gives the totals above its bin.
-    const uint32_t bin = bins - 1 - tid;
-    BinTotals own{0, 0.0};
-    if (tid < bins) own = bin_totals(s, bin, level == 0 ? bin : (prefix >> 23));
-    BinTotals above, all;
-    scan_bins(s, bins, own, above, all);
-    if (level == 0) {
-      // Invalid rows (+inf, or a total that is not a normal float32) sample token 0.
-      if (max_key >= kInfKey || !(all.mass >= FLT_MIN) || all.mass > FLT_MAX) {
-        nothing_kept = true;
-        break;
-      }
-      limit = static_cast<double>(top_p) * all.mass;
-    }
-    above.count += above_count;
-    above.mass += above_mass;
-    const uint32_t bin_top = prefix | (((bin + 1) << shift) - 1);  // largest key in the bin
-    const bool qualifies = tid < bins && own.count > 0 && bin_top >= min_key &&
-                           static_cast<int64_t>(above.count) < k && !(above.mass > limit && cuts_p);
-    if (qualifies) atomicMin(&s.chosen_bin, bin);
-    __syncthreads();
-    const uint32_t chosen = s.chosen_bin;
-    if (chosen == kNoBin) {
-      // Level 0: top-k <= 0, top-p < 0 or min-p > 1 cut every token. Deeper: no token of
-      // the parent bin reaches min-p, and every token above it is kept.
-      nothing_kept = level == 0;
-      threshold_key = min_key;
-      break;
-    }
-    if (tid < bins && bin == chosen) {
-      s.above_count = above.count;
-      s.above_mass = above.mass;
-      s.bin_count = own.count;
-      s.bin_mass = own.mass;
-    }
-    __syncthreads();
-    prefix |= chosen << shift;
-    above_count = s.above_count;
-    above_mass = s.above_mass;
-    const uint32_t bin_count = s.bin_count;
-    const bool whole_by_k = static_cast<int64_t>(above_count) + bin_count <= k || !cuts_k;
-    const bool whole_by_p = !cuts_p || !(above_mass + s.bin_mass > limit);
-    if (whole_by_k && whole_by_p) {  // the chosen bin is kept whole
-      threshold_key = prefix > min_key ? prefix : min_key;
-      break;
-    }
-    if (level == 3) {  // prefix is the boundary value; how many of its run are kept?
-      threshold_key = prefix;
-      uint64_t keep = bin_count;
-      if (cuts_k) keep = min(keep, static_cast<uint64_t>(k - static_cast<int64_t>(above_count)));
-      if (cuts_p) {
-        // Run members j = 0, 1, ... are kept while above_mass + j * tau <= limit.
-        const double room = (limit - above_mass) / static_cast<double>(__uint_as_float(prefix));
-        if (room < static_cast<double>(keep)) keep = static_cast<uint64_t>(floor(room)) + 1;
-      }
-      if (keep < bin_count) {
-        tie_key = prefix;
-        tie_keep = static_cast<uint32_t>(keep);
-      }
-    }
   }
-  if (!cuts_k && !cuts_p && !nothing_kept) threshold_key = min_key;  // only min-p (or none)
-  if (threshold_key == 0) threshold_key = 1;                           // zero weights never
+  if (threshold_key == 0) threshold_key = 1;  // zero weights are never kept
 
-  // 3. The tie_keep-th token of the boundary run, in token-id order: each thread counts
+  // 2. The tie_keep-th token of the boundary run, in token-id order: each thread counts
   // the run in its own contiguous slice, one scan finds the slice holding it.
-  uint32_t tie_cut = kNoBin;
-  if (!nothing_kept && tie_key != kNoBin) {
+  uint32_t tie_cut = kNone;
+  if (!nothing_kept && tie_key != kNone) {
     const uint32_t slice = (vocab + BLOCK - 1) / BLOCK;
     const uint32_t begin = min(tid * slice, vocab), end = min(begin + slice, vocab);
     uint32_t mine = 0;
     for (uint32_t i = begin; i < end; ++i) mine += weight_key(p[i]) == tie_key;
     uint32_t before;
-    if (tid == 0) s.tie_cut = kNoBin;
+    if (tid == 0) s.tie_cut = kNone;
     __syncthreads();
-    cub::BlockScan<uint32_t, BLOCK>(s.temp.count_scan).ExclusiveSum(mine, before);
+    cub::BlockScan<uint32_t, BLOCK>(s.u.count_scan).ExclusiveSum(mine, before);
     if (before < tie_keep && tie_keep <= before + mine) {
       uint32_t seen = before;
       for (uint32_t i = begin; i < end; ++i) {
@@ -342,23 +366,21 @@ __global__ void __launch_bounds__(BLOCK)
     tie_cut = s.tie_cut;
   }
 
-  // 4. Gumbel-max over the kept tokens.
-  Candidate best{INFINITY, kNoBin};
+  // 3. Gumbel-max over the kept tokens.
+  Candidate best{INFINITY, kNone};
   if (!nothing_kept) {
     const uint64_t row_base = static_cast<uint64_t>(seed_arr[row]) * kMixSeed +
                               static_cast<uint64_t>(position_arr[row]) * kMixPosition;
-    for (uint32_t i = tid; i < vocab; i += BLOCK) {
-      const float w = p[i];
+    for_each_entry<BLOCK>(p, vocab, [&](uint32_t i, float w) {
       const uint32_t key = weight_key(w);
-      if (key < threshold_key || (key == tie_key && i > tie_cut)) continue;
-      const Candidate c{log_exponential(row_base, i) - logf(w), i};
-      best = MinCandidate()(best, c);
-    }
+      if (key < threshold_key || (key == tie_key && i > tie_cut)) return;
+      best = MinCandidate()(best, Candidate{log_exponential(row_base, i) - logf(w), i});
+    });
   }
   __syncthreads();
   const Candidate winner =
-      cub::BlockReduce<Candidate, BLOCK>(s.temp.pick_reduce).Reduce(best, MinCandidate());
-  if (tid == 0) output[row] = winner.index == kNoBin ? 0 : static_cast<int32_t>(winner.index);
+      cub::BlockReduce<Candidate, BLOCK>(s.u.pick_reduce).Reduce(best, MinCandidate());
+  if (tid == 0) output[row] = winner.index == kNone ? 0 : static_cast<int32_t>(winner.index);
 }
 
 // Launches one block per row on `stream`; the caller has checked every argument.
