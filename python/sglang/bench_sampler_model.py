@@ -138,8 +138,8 @@ GREEDY = SamplingParams(temperature=0.0)
 
 
 def main_batch() -> List[Request]:
-    """The timed batch: greedy requests and every setting of SETTINGS, no seeds (seeded
-    rows take the sort-based path, which would mix into the kernels' timing)."""
+    """The timed batch: greedy requests and every setting of SETTINGS, no seeds (the
+    seeded batch below shows reproducibility; this one is the usual server mix)."""
     prompts = [
         "What is the capital of France?",
         "Write a haiku about the sea.",

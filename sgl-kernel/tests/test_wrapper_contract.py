@@ -376,6 +376,7 @@ def test_package_exports_every_wrapper_and_the_flashinfer_aliases():
         "top_k_renorm_prob",
         "top_k_renorm_probs",
         "top_k_sampling_from_probs",
+        "top_k_top_p_min_p_sampling_from_probs",  # the fused seeded op (issue 9)
         "top_k_top_p_sampling_from_probs",
         "top_p_renorm_prob",
         "top_p_renorm_probs",

@@ -6,8 +6,7 @@ the MUSA branch: test_musa_branch.py.)
 The "flashinfer" backend runs sgl_kernel's fused seeded op: on the CPU its torch-native
 reference, on a GPU the kernel. Both backends share one definition of the filters (the
 sort path's: top-k, top-p and min-p cut on the original row), so distributions are
-checked against sglang.test.sampler_testing.exact_distribution(..., "pytorch") on both,
-by a chi-square test at a false-alarm rate of 1e-4 per case (sgl_kernel.testing.ALPHA).
+checked against sglang.test.sampler_testing.exact_distribution on both, by a chi-square test at a false-alarm rate of 1e-4 per case (sgl_kernel.testing.ALPHA).
 """
 
 import types
@@ -23,12 +22,6 @@ from sglang.srt.layers.sampler import Sampler, resolve_sampling_backend
 from sglang.srt.sampling.sampling_batch_info import SamplingBatchInfo
 from sglang.srt.sampling.sampling_params import SamplingParams
 from sglang.test.sampler_testing import exact_distribution
-
-
-def expected_distribution(logits_row, params, backend=None):
-    """The distribution a request samples from: one definition on both backends."""
-    return exact_distribution(logits_row, params, "pytorch")
-
 
 VOCAB = 40
 
@@ -76,45 +69,76 @@ def test_token_frequencies_match_the_filtered_distribution(backend, path, device
     torch.manual_seed(1234)
     ids, _ = run(backend, device, logits, PATHS[path], n)
     assert ids.dtype == torch.int32 and ids.shape == (n,)
-    assert_matches_distribution(
-        ids, expected_distribution(logits, PATHS[path], backend), f"{backend}/{path}"
-    )
+    assert_matches_distribution(ids, exact_distribution(logits, PATHS[path]), f"{backend}/{path}")
+
+
+def _normalised(weights):
+    return [w / sum(weights) for w in weights]
 
 
 EXACT = [
-    # (what, params, flashinfer, pytorch): probabilities 0.5, 0.3, 0.15, 0.05 filtered by hand
-    ("top_k=2", dict(top_k=2), [0.625, 0.375, 0, 0], [0.625, 0.375, 0, 0]),
+    # (what, logits, params, distribution): filtered by hand from the probabilities.
+    # 0.5, 0.3, 0.15, 0.05 (any shift of the log: same softmax)
+    ("top_k=2", "decreasing", dict(top_k=2), [0.625, 0.375, 0, 0]),
     (
         "top_p=0.85 keeps mass-above 0.8",
+        "decreasing",
         dict(top_p=0.85),
         [0.5 / 0.95, 0.3 / 0.95, 0.15 / 0.95, 0],
-        None,
     ),
-    ("top_p=0.8 cuts mass-above 0.8", dict(top_p=0.8), [0.625, 0.375, 0, 0], None),
-    ("min_p=0.5", dict(min_p=0.5), [0.625, 0.375, 0, 0], None),
-    # min-p next to top-k/top-p: the kernels renormalise after each filter, so top-p sees
-    # mass-above 0.842 for token 2 (cut); the sort path sees 0.8 on the original (kept).
+    ("top_p=0.79 cuts mass-above 0.8", "decreasing", dict(top_p=0.79), [0.625, 0.375, 0, 0]),
+    ("top_p=0.45 keeps only the top token", "decreasing", dict(top_p=0.45), [1, 0, 0, 0]),
+    ("min_p=0.5", "decreasing", dict(min_p=0.5), [0.625, 0.375, 0, 0]),
+    ("min_p=0.31 cuts 0.15", "decreasing", dict(min_p=0.31), [0.625, 0.375, 0, 0]),
     (
-        "top_k=3 top_p=0.83 min_p=0.01",
-        dict(top_k=3, top_p=0.83, min_p=0.01),
-        [0.625, 0.375, 0, 0],
+        "min_p=0.29 keeps 0.15",
+        "decreasing",
+        dict(min_p=0.29),
         [0.5 / 0.95, 0.3 / 0.95, 0.15 / 0.95, 0],
     ),
-    ("greedy", dict(temperature=0), [1, 0, 0, 0], None),
+    # min-p next to top-k/top-p: every filter cuts the original row, so top-p sees
+    # mass-above 0.8 for token 2 (kept); renormalising after top-k (upstream's kernel
+    # order) would give 0.842 and cut it.
+    (
+        "top_k=3 top_p=0.83 min_p=0.01",
+        "decreasing",
+        dict(top_k=3, top_p=0.83, min_p=0.01),
+        [0.5 / 0.95, 0.3 / 0.95, 0.15 / 0.95, 0],
+    ),
+    # top-p after top-k on the original row: 0.5 above token 1 (kept); after a top-k
+    # renormalisation it would be 0.625 (cut).
+    ("top_k=2 top_p=0.6", "decreasing", dict(top_k=2, top_p=0.6), [0.625, 0.375, 0, 0]),
+    # temperature 2 takes the square root of the probabilities, then top-k cuts token 3
+    (
+        "T=2 top_k=3",
+        "decreasing",
+        dict(temperature=2.0, top_k=3),
+        _normalised([0.5**0.5, 0.3**0.5, 0.15**0.5, 0]),
+    ),
+    ("greedy", "decreasing", dict(temperature=0), [1, 0, 0, 0]),
+    # Four equal probabilities (exact in float64): ties are ranked by token id.
+    ("ties: top_k=2 keeps the lowest ids", "uniform", dict(top_k=2), [0.5, 0.5, 0, 0]),
+    (
+        "ties: top_p=0.5 keeps the token whose mass-above is exactly p",
+        "uniform",
+        dict(top_p=0.5),
+        [1 / 3, 1 / 3, 1 / 3, 0],
+    ),
+    ("ties: min_p=1 keeps every tied token", "uniform", dict(min_p=1.0), [0.25] * 4),
+    ("ties: greedy takes the lowest id", "uniform", dict(temperature=0), [1, 0, 0, 0]),
 ]
+EXACT_LOGITS = {
+    "decreasing": torch.tensor([0.5, 0.3, 0.15, 0.05], dtype=torch.float64).log() + 3.0,
+    "uniform": torch.zeros(4, dtype=torch.float64),
+}
 
 
 @pytest.mark.parametrize(
-    "params, flashinfer, pytorch", [pytest.param(p, f, t, id=w) for w, p, f, t in EXACT]
+    "logits, params, want", [pytest.param(x, p, w, id=what) for what, x, p, w in EXACT]
 )
-def test_the_exact_distribution_helper_on_hand_computed_cases(params, flashinfer, pytorch):
-    logits = torch.tensor([0.5, 0.3, 0.15, 0.05]).log() + 3.0  # any shift: same softmax
-    params = SamplingParams(**params)
-    # Both backends now sample by the sort path's definition; the "flashinfer" column is
-    # the helper's old kernel mode (renormalising after each filter), kept as its check.
-    for mode, want in (("flashinfer", flashinfer), ("pytorch", pytorch or flashinfer)):
-        got = exact_distribution(logits, params, mode)
-        torch.testing.assert_close(got, torch.tensor(want, dtype=torch.float64), msg=mode)
+def test_the_exact_distribution_helper_on_hand_computed_cases(logits, params, want):
+    got = exact_distribution(EXACT_LOGITS[logits], SamplingParams(**params))
+    torch.testing.assert_close(got, torch.tensor(want, dtype=torch.float64))
 
 
 def test_the_sort_path_cuts_ties_at_the_top_k_pivot_in_token_id_order(device):
@@ -212,7 +236,7 @@ def test_seeded_draws_follow_the_filtered_distribution(device):
     ids = Sampler("pytorch")(
         out, info, False, [0] * n, [None] * n, positions=torch.full((n,), 5, device=device)
     )
-    assert_matches_distribution(ids, expected_distribution(logits, params, "pytorch"), "seeded")
+    assert_matches_distribution(ids, exact_distribution(logits, params), "seeded")
 
 
 def test_unseeded_requests_in_a_seeded_batch_stay_random(backend, device):
@@ -308,7 +332,7 @@ def test_unseeded_kernel_batches_need_no_positions(device):
     params = SamplingParams(temperature=0.9, top_k=12, top_p=0.85, min_p=0.03)
     ids, _ = run("flashinfer", device, make_logits(seed=16), params, n)
     assert_matches_distribution(
-        ids, expected_distribution(make_logits(seed=16), params), "no positions"
+        ids, exact_distribution(make_logits(seed=16), params), "no positions"
     )
 
 

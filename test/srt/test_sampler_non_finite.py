@@ -103,7 +103,7 @@ def test_greedy_rows_take_the_documented_token(backend, device, mixed):
     assert not out.next_token_logprobs.isnan().any()
 
 
-def expected_with_non_finite(row, params, backend):
+def expected_with_non_finite(row, params):
     """What a row with non-finite logits samples from, by the documented rule: +inf
     tokens (else, in a row of only NaN / -inf, every token) tie for the whole mass;
     otherwise NaN and -inf tokens have probability 0."""
@@ -112,8 +112,8 @@ def expected_with_non_finite(row, params, backend):
     elif not (row > -INF).any():
         tied = torch.arange(row.numel())
     else:
-        # One definition on both backends (the fused kernel's is the sort path's).
-        return exact_distribution(torch.where(row.isnan(), -INF, row), params, "pytorch")
+        # One definition on both backends (the fused op's; the sort path cuts the same).
+        return exact_distribution(torch.where(row.isnan(), -INF, row), params)
     # Both backends rank ties in token-id order, so the cut falls inside the tie group.
     j = torch.arange(tied.numel())
     tied = tied[(j < params.top_k) & (j / tied.numel() <= params.top_p)]
@@ -159,7 +159,7 @@ def test_sampled_rows_follow_the_documented_distribution(backend, device, what, 
     params = FILTERS[filters]
     torch.manual_seed(7)
     ids, out = sample(backend, device, row.repeat(n, 1), [params] * n, return_logprob=True)
-    expected = expected_with_non_finite(row, params, backend)
+    expected = expected_with_non_finite(row, params)
     assert_matches_distribution(ids, expected, f"{backend}/{filters}/{what}")
     assert not out.next_token_logprobs.isnan().any()
 
