@@ -31,11 +31,8 @@
 namespace sgl_sampling {
 
 constexpr uint32_t kSeededThreads = 1024;
-// A histogram bin packs (sum of 24-bit mantissa integers) << 20 | token count into 64
-// bits: exact for rows of fewer than 2^20 tokens.
-constexpr uint32_t kCountBits = 20;
-constexpr uint64_t kCountMask = (uint64_t{1} << kCountBits) - 1;
-constexpr uint32_t kMaxSeededVocab = (1u << kCountBits) - 1;
+// Histogram sums of 12-bit mantissa halves fit 32 bits for rows of fewer than 2^20 tokens.
+constexpr uint32_t kMaxSeededVocab = (1u << 20) - 1;
 constexpr uint32_t kMaxBins = 2048;        // level 0: bits 30..20 (exponent + 3 mantissa bits)
 constexpr uint32_t kInfKey = 0x7F800000u;  // +inf; keys of finite positive floats are below
 constexpr uint32_t kNone = 0xFFFFFFFFu;
@@ -56,13 +53,6 @@ __device__ __forceinline__ uint32_t level_bins(int level) { return level == 0 ? 
 
 // The weight's order-preserving key: its bits if it is > 0 (so NaN and negatives are 0).
 __device__ __forceinline__ uint32_t weight_key(float x) { return x > 0.f ? __float_as_uint(x) : 0u; }
-
-// A finite positive key's mantissa as an integer: w = mantissa * 2^(max(e, 1) - 150).
-__device__ __forceinline__ uint64_t packed_weight(uint32_t key) {
-  const uint32_t exponent = key >> 23, fraction = key & 0x7FFFFFu;
-  const uint64_t mantissa = exponent ? (fraction | 0x800000u) : fraction;
-  return (mantissa << kCountBits) | 1u;
-}
 
 // 2^(max(exponent, 1) - 150), built from its bits (a normal double for every exponent).
 __device__ __forceinline__ double mantissa_unit(uint32_t exponent) {
@@ -129,40 +119,55 @@ __device__ __forceinline__ void for_each_entry(const float* row, uint32_t vocab,
   for (uint32_t i = done + tid; i < vocab; i += BLOCK) f(i, row[i]);
 }
 
+constexpr uint32_t kCandidates = 2048;  // tokens kept in shared memory after level 0
+
 template <uint32_t BLOCK>
 struct SeededShared {
   union {
-    typename cub::BlockRadixSort<uint32_t, BLOCK, 1>::TempStorage sort;
     typename cub::BlockReduce<uint32_t, BLOCK>::TempStorage key_reduce;
     typename cub::BlockReduce<double, BLOCK>::TempStorage sum_reduce;
     typename cub::BlockScan<uint32_t, BLOCK>::TempStorage count_scan;
     typename cub::BlockReduce<Candidate, BLOCK>::TempStorage pick_reduce;
+  } temp;
+  // A level's histogram, then (read into registers first) its scan. The mass of a bin is
+  // the sum of its tokens' 24-bit mantissas, split in 12-bit halves so that each sum fits
+  // 32 bits: 64-bit shared atomics are compare-and-swap loops on the GPUs we measured.
+  union {
     struct {
-      unsigned long long hist[kMaxBins];
-      uint32_t scan_count[BLOCK];  // one entry per thread: its two bins' totals
-      double scan_mass[BLOCK];
-    } search;
-  } u;
+      uint32_t count[kMaxBins];
+      uint32_t mass_high[kMaxBins];
+      uint32_t mass_low[kMaxBins];
+    } hist;
+    struct {
+      uint32_t count[BLOCK];
+      double mass[BLOCK];
+    } scan;
+  } work;
+  // Every token at or above the search's floor, when there are at most kCandidates: the
+  // deeper levels, the tie pass and the draw then read these instead of the row.
+  uint32_t candidate_key[kCandidates];
+  uint32_t candidate_id[kCandidates];
+  uint32_t candidates;
   // Values every thread reads after a barrier.
   uint32_t max_key;
   double total;
-  uint32_t bound_k, bound_p;
   uint32_t chosen_bin;
   uint32_t above_count, bin_count;  // tokens above the chosen bin, in it
   double above_mass, bin_mass;
   uint32_t tie_cut;  // last kept token id of the boundary value's run
 };
 
-// Inclusive prefix sums over threads of (count, mass), in a fixed order
-// (Hillis-Steele in shared memory; cheaper in registers than cub::BlockScan over a
-// (count, double) pair at 1024 threads). Returns this thread's exclusive sums.
+// Exclusive prefix sums over threads of (count, mass), in a fixed order (Hillis-Steele
+// in shared memory; cheaper in registers than cub::BlockScan over a (count, double) pair
+// at 1024 threads). Starts and ends with a barrier.
 template <uint32_t BLOCK>
 __device__ __forceinline__ void exclusive_scan(SeededShared<BLOCK>& s, uint32_t count,
                                                double mass, uint32_t& count_before,
                                                double& mass_before) {
   const uint32_t tid = threadIdx.x;
-  uint32_t* counts = s.u.search.scan_count;
-  double* masses = s.u.search.scan_mass;
+  uint32_t* counts = s.work.scan.count;
+  double* masses = s.work.scan.mass;
+  __syncthreads();  // the histogram may share this memory
   counts[tid] = count;
   masses[tid] = mass;
   __syncthreads();
@@ -180,6 +185,126 @@ __device__ __forceinline__ void exclusive_scan(SeededShared<BLOCK>& s, uint32_t 
   }
   count_before = counts[tid] - count;
   mass_before = tid ? masses[tid - 1] : 0.0;  // not inclusive - own: doubles round
+  __syncthreads();
+}
+
+// What the search found: keep tokens with key >= threshold_key, except that of the run
+// of keys == tie_key only the tie_keep lowest ids are kept.
+struct Boundary {
+  bool nothing_kept;
+  uint32_t threshold_key;
+  uint32_t tie_key;
+  uint32_t tie_keep;
+};
+
+// Radix descent over the float bits (11, 10, 10 bits) for the boundary of the kept prefix
+// among the tokens with key >= floor_key that `source(level, f)` passes to f(key, id):
+// the smallest value whose first token has fewer than k tokens above it (if cuts_k) and
+// at most `limit` mass above it (if cuts_p). A level stops early when its chosen bin is
+// kept whole. Every thread calls it; it starts and ends with a barrier.
+template <uint32_t BLOCK, typename Source>
+__device__ Boundary find_boundary(SeededShared<BLOCK>& s, Source&& source, uint32_t floor_key,
+                                  int32_t k, bool cuts_k, bool cuts_p, double limit) {
+  const uint32_t tid = threadIdx.x;
+  Boundary result{false, floor_key, kNone, 0};
+  uint32_t prefix = 0, above_count = 0;
+  double above_mass = 0;
+  for (int level = 0; level < 3; ++level) {
+    const uint32_t shift = level_shift(level), bins = level_bins(level);
+    const uint32_t high_shift = level == 0 ? 31u : shift + 10u;
+    const uint32_t high = prefix >> high_shift;
+    __syncthreads();  // everyone is done with the previous level's shared state
+    for (uint32_t b = tid; b < bins; b += BLOCK) {
+      s.work.hist.count[b] = 0;
+      s.work.hist.mass_high[b] = 0;
+      s.work.hist.mass_low[b] = 0;
+    }
+    if (tid == 0) s.chosen_bin = kNone;
+    __syncthreads();
+    source(level, [&](uint32_t key, uint32_t) {
+      if (key >= floor_key && (key >> high_shift) == high) {
+        const uint32_t b = (key >> shift) & (bins - 1);
+        atomicAdd(&s.work.hist.count[b], 1u);
+        if (cuts_p) {
+          const uint32_t mantissa = (key & 0x7FFFFFu) | ((key >> 23) ? 0x800000u : 0u);
+          atomicAdd(&s.work.hist.mass_high[b], mantissa >> 12);
+          atomicAdd(&s.work.hist.mass_low[b], mantissa & 0xFFFu);
+        }
+      }
+    });
+    __syncthreads();
+    // Thread t owns bins bins-1-2t and bins-2-2t (highest first), so an exclusive scan
+    // over threads gives each bin the totals above it.
+    uint32_t count[2] = {0, 0}, bin[2] = {kNone, kNone};
+    double mass[2] = {0, 0};
+#pragma unroll
+    for (int j = 0; j < 2; ++j) {
+      const uint32_t rank = 2 * tid + j;
+      if (rank < bins) {
+        bin[j] = bins - 1 - rank;
+        count[j] = s.work.hist.count[bin[j]];
+        const uint32_t exponent = level == 0 ? (bin[j] >> 3) : (prefix >> 23);
+        const double mantissas = 4096.0 * s.work.hist.mass_high[bin[j]] + s.work.hist.mass_low[bin[j]];
+        mass[j] = mantissas * mantissa_unit(exponent);
+      }
+    }
+    uint32_t count_above;
+    double mass_above;
+    exclusive_scan(s, count[0] + count[1], mass[0] + mass[1], count_above, mass_above);
+    const uint32_t bin_count_above[2] = {above_count + count_above,
+                                         above_count + count_above + count[0]};
+    const double bin_mass_above[2] = {above_mass + mass_above, above_mass + mass_above + mass[0]};
+#pragma unroll
+    for (int j = 0; j < 2; ++j) {
+      const bool qualifies = bin[j] != kNone && count[j] > 0 &&
+                             static_cast<int64_t>(bin_count_above[j]) < k &&
+                             !(cuts_p && bin_mass_above[j] > limit);
+      if (qualifies) atomicMin(&s.chosen_bin, bin[j]);
+    }
+    __syncthreads();
+    const uint32_t chosen = s.chosen_bin;
+    if (chosen == kNone) {
+      // top-k <= 0, top-p < 0, or nothing at or above the floor (min-p > 1): no token.
+      result.nothing_kept = true;
+      break;
+    }
+#pragma unroll
+    for (int j = 0; j < 2; ++j) {
+      if (bin[j] == chosen) {
+        s.above_count = bin_count_above[j];
+        s.above_mass = bin_mass_above[j];
+        s.bin_count = count[j];
+        s.bin_mass = mass[j];
+      }
+    }
+    __syncthreads();
+    prefix |= chosen << shift;
+    above_count = s.above_count;
+    above_mass = s.above_mass;
+    const uint32_t bin_count = s.bin_count;
+    const bool whole_by_k = !cuts_k || static_cast<int64_t>(above_count) + bin_count <= k;
+    const bool whole_by_p = !cuts_p || !(above_mass + s.bin_mass > limit);
+    if (whole_by_k && whole_by_p) {  // the chosen bin is kept whole
+      result.threshold_key = max(prefix, floor_key);
+      break;
+    }
+    if (level == 2) {  // prefix is the boundary value; how many of its run are kept?
+      result.threshold_key = prefix;
+      uint64_t keep = bin_count;
+      if (cuts_k) keep = min(keep, static_cast<uint64_t>(k - static_cast<int64_t>(above_count)));
+      if (cuts_p) {
+        // Run members j = 0, 1, ... are kept while above_mass + j * tau <= limit.
+        const double room = (limit - above_mass) / static_cast<double>(__uint_as_float(prefix));
+        if (room < static_cast<double>(keep)) keep = static_cast<uint64_t>(floor(room)) + 1;
+      }
+      if (keep < bin_count) {
+        result.tie_key = prefix;
+        result.tie_keep = static_cast<uint32_t>(keep);
+      }
+    }
+  }
+  __syncthreads();
+  return result;
 }
 
 template <uint32_t BLOCK>
@@ -203,12 +328,15 @@ __global__ void __launch_bounds__(BLOCK)
     local_total += key ? x : 0.f;
   });
   const uint32_t block_max =
-      cub::BlockReduce<uint32_t, BLOCK>(s.u.key_reduce).Reduce(local_max, MaxKey());
+      cub::BlockReduce<uint32_t, BLOCK>(s.temp.key_reduce).Reduce(local_max, MaxKey());
   if (tid == 0) s.max_key = block_max;
   __syncthreads();
   const double block_total =
-      cub::BlockReduce<double, BLOCK>(s.u.sum_reduce).Sum(static_cast<double>(local_total));
-  if (tid == 0) s.total = block_total;
+      cub::BlockReduce<double, BLOCK>(s.temp.sum_reduce).Sum(static_cast<double>(local_total));
+  if (tid == 0) {
+    s.total = block_total;
+    s.candidates = 0;
+  }
   __syncthreads();
   const uint32_t max_key = s.max_key;
   const double total = s.total;
@@ -219,146 +347,93 @@ __global__ void __launch_bounds__(BLOCK)
   const float top_p = top_p_arr[row];
   // min-p threshold, rounded to float32 like the reference; NaN or <= 0 never cuts.
   const float min_w = __uint_as_float(max_key) * min_p_arr[row];
-  const uint32_t min_key = min_w > 0.f ? __float_as_uint(min_w) : 0u;
+  const uint32_t min_key = min_w > 0.f ? __float_as_uint(min_w) : 1u;  // 1: zero never kept
   const bool cuts_k = k < static_cast<int64_t>(vocab);
   const bool cuts_p = top_p < 1.f;  // NaN: false
   const double limit = static_cast<double>(top_p) * total;
 
-  uint32_t threshold_key = min_key;  // kept: key >= threshold_key ...
-  uint32_t tie_key = kNone;          // ... except keys == tie_key past the tie_keep-th
-  uint32_t tie_keep = 0;
-  bool nothing_kept = !valid;
+  Boundary kept{!valid, min_key, kNone, 0};
+  bool buffered = false;  // the candidates hold every token the draw can pick
   if (valid && (cuts_k || cuts_p)) {
-    // Lower bounds of the cut from the sorted per-thread maxima (descending).
-    uint32_t sorted[1] = {local_max};
-    cub::BlockRadixSort<uint32_t, BLOCK, 1>(s.u.sort).SortDescending(sorted);
-    if (tid == 0) s.bound_k = s.bound_p = 0;
-    __syncthreads();
-    if (cuts_k && k >= 1 && tid == static_cast<uint32_t>(k - 1)) s.bound_k = sorted[0];
-    uint32_t count_before;
-    double mass_before;
-    const double value = static_cast<double>(__uint_as_float(sorted[0]));
-    exclusive_scan(s, 0u, value, count_before, mass_before);
-    if (cuts_p && !(mass_before > limit) && mass_before + value > limit) s.bound_p = sorted[0];
-    __syncthreads();
-    uint32_t floor_key = max(max(s.bound_k, s.bound_p), min_key);
-    if (floor_key == 0) floor_key = 1;  // zero weights never enter
-
-    // 1. Radix descent from the floor up.
-    uint32_t prefix = 0, above_count = 0;
-    double above_mass = 0;
-    for (int level = 0; level < 3; ++level) {
-      const uint32_t shift = level_shift(level), bins = level_bins(level);
-      const uint32_t high_shift = level == 0 ? 31u : shift + 10u;
-      const uint32_t high = prefix >> high_shift;
-      __syncthreads();  // everyone is done with the previous level's shared state
-      for (uint32_t b = tid; b < bins; b += BLOCK) s.u.search.hist[b] = 0ull;
-      if (tid == 0) s.chosen_bin = kNone;
+    // A floor for the search: the same boundary T among the 1024 per-thread maxima (distinct
+    // tokens). If k of them are >= T, every token below T has rank >= k; if their mass at
+    // or above T passes p * S, every token below T has more than p * S above it. Either way
+    // no token below T can be kept. (Otherwise T bounds nothing: the maxima ran out.)
+    const Boundary among_maxima = find_boundary(
+        s, [&](int, auto&& add) { add(local_max, tid); }, 1u, k, cuts_k, cuts_p, limit);
+    kept.nothing_kept = among_maxima.nothing_kept;
+    if (!kept.nothing_kept) {
+      const bool at_or_above = local_max >= among_maxima.threshold_key;
+      const uint32_t count = cub::BlockReduce<uint32_t, BLOCK>(s.temp.key_reduce)
+                                 .Sum(at_or_above ? 1u : 0u);
+      if (tid == 0) s.above_count = count;
       __syncthreads();
-      unsigned long long* hist = s.u.search.hist;
-      for_each_entry<BLOCK>(p, vocab, [&](uint32_t, float x) {
-        const uint32_t key = weight_key(x);
-        if (key >= floor_key && (key >> high_shift) == high) {
-          atomicAdd(&hist[(key >> shift) & (bins - 1)], packed_weight(key));
-        }
-      });
+      const double mass = cub::BlockReduce<double, BLOCK>(s.temp.sum_reduce)
+                              .Sum(at_or_above ? static_cast<double>(__uint_as_float(local_max)) : 0.0);
+      if (tid == 0) s.above_mass = mass;
       __syncthreads();
-      // Thread t owns bins bins-1-2t and bins-2-2t (highest first), so an exclusive
-      // scan over threads gives each bin the totals above it.
-      const uint32_t exponent_of_prefix = prefix >> 23;
-      uint32_t count[2] = {0, 0};
-      double mass[2] = {0, 0};
-      uint32_t bin[2] = {kNone, kNone};
-#pragma unroll
-      for (int j = 0; j < 2; ++j) {
-        const uint32_t rank = 2 * tid + j;
-        if (rank < bins) {
-          bin[j] = bins - 1 - rank;
-          const unsigned long long packed = hist[bin[j]];
-          count[j] = static_cast<uint32_t>(packed & kCountMask);
-          const uint32_t exponent = level == 0 ? (bin[j] >> 3) : exponent_of_prefix;
-          mass[j] = static_cast<double>(packed >> kCountBits) * mantissa_unit(exponent);
-        }
-      }
-      uint32_t count_above;
-      double mass_above;
-      exclusive_scan(s, count[0] + count[1], mass[0] + mass[1], count_above, mass_above);
-      count_above += above_count;
-      mass_above += above_mass;
-      uint32_t bin_count_above[2] = {count_above, count_above + count[0]};
-      double bin_mass_above[2] = {mass_above, mass_above + mass[0]};
-#pragma unroll
-      for (int j = 0; j < 2; ++j) {
-        const bool qualifies = bin[j] != kNone && count[j] > 0 &&
-                               static_cast<int64_t>(bin_count_above[j]) < k &&
-                               !(cuts_p && bin_mass_above[j] > limit);
-        if (qualifies) atomicMin(&s.chosen_bin, bin[j]);
-      }
-      __syncthreads();
-      const uint32_t chosen = s.chosen_bin;
-      if (chosen == kNone) {
-        // Level 0: top-k <= 0, top-p < 0 or min-p > 1 cut every token. Deeper: no token
-        // of the parent bin reaches the floor, and every token above it is kept.
-        nothing_kept = level == 0;
-        threshold_key = floor_key;
-        break;
-      }
-#pragma unroll
-      for (int j = 0; j < 2; ++j) {
-        if (bin[j] == chosen) {
-          s.above_count = bin_count_above[j];
-          s.above_mass = bin_mass_above[j];
-          s.bin_count = count[j];
-          s.bin_mass = mass[j];
-        }
-      }
-      __syncthreads();
-      prefix |= chosen << shift;
-      above_count = s.above_count;
-      above_mass = s.above_mass;
-      const uint32_t bin_count = s.bin_count;
-      const bool whole_by_k = !cuts_k || static_cast<int64_t>(above_count) + bin_count <= k;
-      const bool whole_by_p = !cuts_p || !(above_mass + s.bin_mass > limit);
-      if (whole_by_k && whole_by_p) {  // the chosen bin is kept whole
-        threshold_key = max(prefix, floor_key);
-        break;
-      }
-      if (level == 2) {  // prefix is the boundary value; how many of its run are kept?
-        threshold_key = prefix;
-        uint64_t keep = bin_count;
-        if (cuts_k) keep = min(keep, static_cast<uint64_t>(k - static_cast<int64_t>(above_count)));
-        if (cuts_p) {
-          // Run members j = 0, 1, ... are kept while above_mass + j * tau <= limit.
-          const double room = (limit - above_mass) / static_cast<double>(__uint_as_float(prefix));
-          if (room < static_cast<double>(keep)) keep = static_cast<uint64_t>(floor(room)) + 1;
-        }
-        if (keep < bin_count) {
-          tie_key = prefix;
-          tie_keep = static_cast<uint32_t>(keep);
-        }
-      }
+      const bool bounds = (cuts_k && static_cast<int64_t>(s.above_count) >= k) ||
+                          (cuts_p && s.above_mass > limit);
+      const uint32_t floor_key = bounds ? max(among_maxima.threshold_key, min_key) : min_key;
+      // Level 0 reads the row and collects the tokens at or above the floor; deeper levels
+      // read those when they all fit.
+      kept = find_boundary(
+          s,
+          [&](int level, auto&& add) {
+            if (level > 0 && s.candidates <= kCandidates) {
+              for (uint32_t c = tid; c < s.candidates; c += BLOCK) {
+                add(s.candidate_key[c], s.candidate_id[c]);
+              }
+              return;
+            }
+            for_each_entry<BLOCK>(p, vocab, [&](uint32_t i, float x) {
+              const uint32_t key = weight_key(x);
+              if (level == 0 && key >= floor_key) {
+                const uint32_t slot = atomicAdd(&s.candidates, 1u);
+                if (slot < kCandidates) {
+                  s.candidate_key[slot] = key;
+                  s.candidate_id[slot] = i;
+                }
+              }
+              add(key, i);
+            });
+          },
+          floor_key, k, cuts_k, cuts_p, limit);
+      buffered = s.candidates <= kCandidates;
     }
   }
-  if (threshold_key == 0) threshold_key = 1;  // zero weights are never kept
 
-  // 2. The tie_keep-th token of the boundary run, in token-id order: each thread counts
-  // the run in its own contiguous slice, one scan finds the slice holding it.
+  // 2. The tie_keep-th token (in id order) of the boundary run, when only part of it is
+  // kept: from the candidates, the one with tie_keep - 1 smaller ids among them; from
+  // the row, each thread counts the run in its own slice and one scan finds the slice.
   uint32_t tie_cut = kNone;
-  if (!nothing_kept && tie_key != kNone) {
-    const uint32_t slice = (vocab + BLOCK - 1) / BLOCK;
-    const uint32_t begin = min(tid * slice, vocab), end = min(begin + slice, vocab);
-    uint32_t mine = 0;
-    for (uint32_t i = begin; i < end; ++i) mine += weight_key(p[i]) == tie_key;
-    uint32_t before;
+  if (!kept.nothing_kept && kept.tie_key != kNone) {
     if (tid == 0) s.tie_cut = kNone;
     __syncthreads();
-    cub::BlockScan<uint32_t, BLOCK>(s.u.count_scan).ExclusiveSum(mine, before);
-    if (before < tie_keep && tie_keep <= before + mine) {
-      uint32_t seen = before;
-      for (uint32_t i = begin; i < end; ++i) {
-        if (weight_key(p[i]) == tie_key && ++seen == tie_keep) {
-          s.tie_cut = i;
-          break;
+    if (buffered) {
+      const uint32_t n = s.candidates;
+      for (uint32_t c = tid; c < n; c += BLOCK) {
+        if (s.candidate_key[c] != kept.tie_key) continue;
+        uint32_t smaller = 0;
+        for (uint32_t o = 0; o < n; ++o) {
+          smaller += s.candidate_key[o] == kept.tie_key && s.candidate_id[o] < s.candidate_id[c];
+        }
+        if (smaller + 1 == kept.tie_keep) s.tie_cut = s.candidate_id[c];
+      }
+    } else {
+      const uint32_t slice = (vocab + BLOCK - 1) / BLOCK;
+      const uint32_t begin = min(tid * slice, vocab), end = min(begin + slice, vocab);
+      uint32_t mine = 0;
+      for (uint32_t i = begin; i < end; ++i) mine += weight_key(p[i]) == kept.tie_key;
+      uint32_t before;
+      cub::BlockScan<uint32_t, BLOCK>(s.temp.count_scan).ExclusiveSum(mine, before);
+      if (before < kept.tie_keep && kept.tie_keep <= before + mine) {
+        uint32_t seen = before;
+        for (uint32_t i = begin; i < end; ++i) {
+          if (weight_key(p[i]) == kept.tie_key && ++seen == kept.tie_keep) {
+            s.tie_cut = i;
+            break;
+          }
         }
       }
     }
@@ -368,18 +443,25 @@ __global__ void __launch_bounds__(BLOCK)
 
   // 3. Gumbel-max over the kept tokens.
   Candidate best{INFINITY, kNone};
-  if (!nothing_kept) {
+  if (!kept.nothing_kept) {
     const uint64_t row_base = static_cast<uint64_t>(seed_arr[row]) * kMixSeed +
                               static_cast<uint64_t>(position_arr[row]) * kMixPosition;
-    for_each_entry<BLOCK>(p, vocab, [&](uint32_t i, float w) {
-      const uint32_t key = weight_key(w);
-      if (key < threshold_key || (key == tie_key && i > tie_cut)) return;
+    auto consider = [&](uint32_t i, uint32_t key) {
+      if (key < kept.threshold_key || (key == kept.tie_key && i > tie_cut)) return;
+      const float w = __uint_as_float(key);
       best = MinCandidate()(best, Candidate{log_exponential(row_base, i) - logf(w), i});
-    });
+    };
+    if (buffered) {
+      for (uint32_t c = tid; c < s.candidates; c += BLOCK) {
+        consider(s.candidate_id[c], s.candidate_key[c]);
+      }
+    } else {
+      for_each_entry<BLOCK>(p, vocab, [&](uint32_t i, float x) { consider(i, weight_key(x)); });
+    }
   }
   __syncthreads();
   const Candidate winner =
-      cub::BlockReduce<Candidate, BLOCK>(s.u.pick_reduce).Reduce(best, MinCandidate());
+      cub::BlockReduce<Candidate, BLOCK>(s.temp.pick_reduce).Reduce(best, MinCandidate());
   if (tid == 0) output[row] = winner.index == kNone ? 0 : static_cast<int32_t>(winner.index);
 }
 
