@@ -411,12 +411,12 @@ void top_k_top_p_min_p_sampling_from_probs(at::Tensor probs, at::Tensor output, 
   // No generator: the randomness is in `seeds`, device memory, so a captured graph
   // replays with whatever seeds and positions the tensors hold at replay time.
   const c10::cuda::OptionalCUDAGuard guard(probs.device());
-  check_launch(op, sgl_sampling::SeededTopKTopPMinPSampling(
-                       probs.data_ptr<float>(), output.data_ptr<int32_t>(),
-                       top_k.data_ptr<int32_t>(), top_p.data_ptr<float>(),
-                       min_p.data_ptr<float>(), seeds.data_ptr<int64_t>(),
-                       positions.data_ptr<int64_t>(), static_cast<uint32_t>(rows),
-                       static_cast<uint32_t>(probs.size(1)), current_stream(probs)));
+  check_launch(op,
+               sgl_sampling::SeededTopKTopPMinPSampling(
+                   probs.data_ptr<float>(), output.data_ptr<int32_t>(), top_k.data_ptr<int32_t>(),
+                   top_p.data_ptr<float>(), min_p.data_ptr<float>(), seeds.data_ptr<int64_t>(),
+                   positions.data_ptr<int64_t>(), static_cast<uint32_t>(rows),
+                   static_cast<uint32_t>(probs.size(1)), current_stream(probs)));
 }
 
 // The sampling ops' schemas and GPU impls, added to a TORCH_LIBRARY_EXPAND(sgl_kernel, m)

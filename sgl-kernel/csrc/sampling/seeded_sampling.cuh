@@ -52,7 +52,9 @@ __device__ __forceinline__ uint32_t level_shift(int level) {
 __device__ __forceinline__ uint32_t level_bins(int level) { return level == 0 ? 2048u : 1024u; }
 
 // The weight's order-preserving key: its bits if it is > 0 (so NaN and negatives are 0).
-__device__ __forceinline__ uint32_t weight_key(float x) { return x > 0.f ? __float_as_uint(x) : 0u; }
+__device__ __forceinline__ uint32_t weight_key(float x) {
+  return x > 0.f ? __float_as_uint(x) : 0u;
+}
 
 // 2^(max(exponent, 1) - 150), built from its bits (a normal double for every exponent).
 __device__ __forceinline__ double mantissa_unit(uint32_t exponent) {
@@ -161,9 +163,8 @@ struct SeededShared {
 // in shared memory; cheaper in registers than cub::BlockScan over a (count, double) pair
 // at 1024 threads). Starts and ends with a barrier.
 template <uint32_t BLOCK>
-__device__ __forceinline__ void exclusive_scan(SeededShared<BLOCK>& s, uint32_t count,
-                                               double mass, uint32_t& count_before,
-                                               double& mass_before) {
+__device__ __forceinline__ void exclusive_scan(SeededShared<BLOCK>& s, uint32_t count, double mass,
+                                               uint32_t& count_before, double& mass_before) {
   const uint32_t tid = threadIdx.x;
   uint32_t* counts = s.work.scan.count;
   double* masses = s.work.scan.mass;
@@ -244,7 +245,8 @@ __device__ Boundary find_boundary(SeededShared<BLOCK>& s, Source&& source, uint3
         bin[j] = bins - 1 - rank;
         count[j] = s.work.hist.count[bin[j]];
         const uint32_t exponent = level == 0 ? (bin[j] >> 3) : (prefix >> 23);
-        const double mantissas = 4096.0 * s.work.hist.mass_high[bin[j]] + s.work.hist.mass_low[bin[j]];
+        const double mantissas =
+            4096.0 * s.work.hist.mass_high[bin[j]] + s.work.hist.mass_low[bin[j]];
         mass[j] = mantissas * mantissa_unit(exponent);
       }
     }
@@ -364,16 +366,17 @@ __global__ void __launch_bounds__(BLOCK)
     kept.nothing_kept = among_maxima.nothing_kept;
     if (!kept.nothing_kept) {
       const bool at_or_above = local_max >= among_maxima.threshold_key;
-      const uint32_t count = cub::BlockReduce<uint32_t, BLOCK>(s.temp.key_reduce)
-                                 .Sum(at_or_above ? 1u : 0u);
+      const uint32_t count =
+          cub::BlockReduce<uint32_t, BLOCK>(s.temp.key_reduce).Sum(at_or_above ? 1u : 0u);
       if (tid == 0) s.above_count = count;
       __syncthreads();
-      const double mass = cub::BlockReduce<double, BLOCK>(s.temp.sum_reduce)
-                              .Sum(at_or_above ? static_cast<double>(__uint_as_float(local_max)) : 0.0);
+      const double mass =
+          cub::BlockReduce<double, BLOCK>(s.temp.sum_reduce)
+              .Sum(at_or_above ? static_cast<double>(__uint_as_float(local_max)) : 0.0);
       if (tid == 0) s.above_mass = mass;
       __syncthreads();
-      const bool bounds = (cuts_k && static_cast<int64_t>(s.above_count) >= k) ||
-                          (cuts_p && s.above_mass > limit);
+      const bool bounds =
+          (cuts_k && static_cast<int64_t>(s.above_count) >= k) || (cuts_p && s.above_mass > limit);
       const uint32_t floor_key = bounds ? max(among_maxima.threshold_key, min_key) : min_key;
       // Level 0 reads the row and collects the tokens at or above the floor; deeper levels
       // read those when they all fit.
