@@ -3,22 +3,25 @@
 // sgl_kernel::top_k_top_p_min_p_sampling_from_probs. Our own source, not FlashInfer's.
 //
 // Per row (one thread block), with w = the row's positive entries (NaN, negatives: 0):
-//   0. One pass: the row's largest weight M and total S, and each thread's largest
-//      weight. Sorting those 1024 maxima gives a lower bound of the cut: the k-th largest
-//      of them (at least k tokens are >= it), and the one at which their running sum
-//      passes p * S (every token below it has more than p * S above it). Tokens below the
-//      bound (or below min-p's M * min_p) never enter the search.
-//   1. A radix descent over the float bits (11, 10, 10 bits) finds the boundary value tau
+//   0. One pass: the row's largest weight M, its total S, each thread's largest weight.
+//   1. The search below, run over the 1024 per-thread maxima (distinct tokens), gives a
+//      floor: if k of them, or more than p * S of their mass, lie at or above its result,
+//      no token below it can be kept. Tokens below the floor (or below min-p's
+//      M * min_p) never enter the row's search.
+//   2. A radix descent over the float bits (11, 10, 10 bits) finds the boundary value tau
 //      of the kept prefix of the rank order (descending w, ties by token id): the smallest
 //      value whose first token survives top-k (fewer than k tokens above it), top-p (mass
 //      above it <= p * S) and min-p. A level stops early when its chosen bin is kept whole.
-//   2. Only if top-k or top-p cuts inside a run of equal values: one pass finds the last
-//      kept token of that run in token-id order.
-//   3. Final pass: among kept tokens, argmin of log(E_i) - log(w_i), E_i = -log(u_i),
-//      u_i the seeded uniform of (seed, position, i): Gumbel-max, an exact draw.
+//      Its first level reads the row and keeps the tokens at or above the floor in shared
+//      memory (up to 2048); the rest of the kernel reads those when they all fit.
+//   3. Only if top-k or top-p cuts inside a run of equal values: the last kept token of
+//      that run in token-id order.
+//   4. Among kept tokens, argmin of log(E_i) - log(w_i), E_i = -log(u_i), u_i the seeded
+//      uniform of (seed, position, i): Gumbel-max, an exact draw.
 //
 // Deterministic by construction: the histograms add integers (counts and exact
-// mantissa sums, so every mass above a candidate is exact), every scan and reduction
+// mantissa sums, so every mass above a candidate is exact; the candidates' order in
+// shared memory does not matter), every scan and reduction
 // runs in a fixed order, and the final argmin breaks ties by token id. Nothing depends
 // on thread scheduling or on the warp width (no shuffles of our own, no inline PTX, no
 // cuda:: functors, no waits between blocks), which keeps it portable to MUSA.
@@ -357,7 +360,7 @@ __global__ void __launch_bounds__(BLOCK)
   Boundary kept{!valid, min_key, kNone, 0};
   bool buffered = false;  // the candidates hold every token the draw can pick
   if (valid && (cuts_k || cuts_p)) {
-    // A floor for the search: the same boundary T among the 1024 per-thread maxima (distinct
+    // 1. A floor for the search: the same boundary T among the 1024 per-thread maxima (distinct
     // tokens). If k of them are >= T, every token below T has rank >= k; if their mass at
     // or above T passes p * S, every token below T has more than p * S above it. Either way
     // no token below T can be kept. (Otherwise T bounds nothing: the maxima ran out.)
@@ -378,7 +381,7 @@ __global__ void __launch_bounds__(BLOCK)
       const bool bounds =
           (cuts_k && static_cast<int64_t>(s.above_count) >= k) || (cuts_p && s.above_mass > limit);
       const uint32_t floor_key = bounds ? max(among_maxima.threshold_key, min_key) : min_key;
-      // Level 0 reads the row and collects the tokens at or above the floor; deeper levels
+      // 2. Level 0 reads the row and collects the tokens at or above the floor; deeper levels
       // read those when they all fit.
       kept = find_boundary(
           s,
@@ -406,7 +409,7 @@ __global__ void __launch_bounds__(BLOCK)
     }
   }
 
-  // 2. The tie_keep-th token (in id order) of the boundary run, when only part of it is
+  // 3. The tie_keep-th token (in id order) of the boundary run, when only part of it is
   // kept: from the candidates, the one with tie_keep - 1 smaller ids among them; from
   // the row, each thread counts the run in its own slice and one scan finds the slice.
   uint32_t tie_cut = kNone;
@@ -444,7 +447,7 @@ __global__ void __launch_bounds__(BLOCK)
     tie_cut = s.tie_cut;
   }
 
-  // 3. Gumbel-max over the kept tokens.
+  // 4. Gumbel-max over the kept tokens.
   Candidate best{INFINITY, kNone};
   if (!kept.nothing_kept) {
     const uint64_t row_base = static_cast<uint64_t>(seed_arr[row]) * kMixSeed +
