@@ -538,7 +538,7 @@ RAW_ERRORS = [
         "probs-vocab-2^20",
         "probs",
         lambda t: torch.zeros(3, 2**20, device=t.device),
-        r"probs must have a vocab size below 2\^20 \(exact 20-bit token counts\), "
+        r"probs must have a vocab size below 2\^20 \(the kernel sums masses exactly in 32 bits\), "
         r"got shape \[3, 1048576\]",
     ),
     ("probs-strided", "probs", lambda t: t[:, ::2], r"probs must be contiguous"),

@@ -398,7 +398,8 @@ void top_k_top_p_min_p_sampling_from_probs(at::Tensor probs, at::Tensor output, 
   constexpr const char* op = "top_k_top_p_min_p_sampling_from_probs";
   check_gpu_matrix(op, "probs", probs);
   TORCH_CHECK(probs.size(1) <= sgl_sampling::kMaxSeededVocab, op,
-              ": probs must have a vocab size below 2^20 (exact 20-bit token counts), got shape ",
+              ": probs must have a vocab size below 2^20 (the kernel sums masses exactly in 32 "
+              "bits), got shape ",
               shape_str(probs.sizes()));
   const int64_t rows = probs.size(0);
   check_vector(op, "output", output, at::kInt, rows, probs);

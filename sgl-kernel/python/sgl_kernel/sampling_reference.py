@@ -155,11 +155,12 @@ def _validate_fused(
     op = "top_k_top_p_min_p_sampling_from_probs"
     _check_matrix(op, "probs", probs)
     if probs.size(1) > FUSED_MAX_VOCAB:
-        # The GPU kernel counts tokens in 20-bit fields; the reference has the same limit so
-        # that a call fails alike on every device.
+        # The GPU kernel's histogram sums (12-bit mantissa halves in 32-bit counters) are
+        # exact below 2^20 tokens; the reference has the same limit so that a call fails
+        # alike on every device.
         _fail(
             op,
-            "probs must have a vocab size below 2^20 (exact 20-bit token counts), "
+            "probs must have a vocab size below 2^20 (the kernel sums masses exactly in 32 bits), "
             f"got shape {_shape(probs)}",
         )
     rows = probs.size(0)
