@@ -74,6 +74,40 @@ def draw_repeated(row, n, top_k, top_p, min_p, device, base=1):
     return torch.cat(out)
 
 
+# --------------------------------------------------------------------------- the seeded draw
+
+
+def _documented_exponential(seed: int, position: int, token: int) -> float:
+    """docs/sampling.md's hash in Python integers (mod 2^64, logical shifts), then
+    -log((2m + 1) / 2^54) to 40 digits."""
+    import decimal
+
+    mask = (1 << 64) - 1
+    x = (seed * ref._MIX_SEED + position * ref._MIX_POS + token * ref._MIX_TOKEN) & mask
+    x = ((x ^ (x >> 30)) * ref._MIX_1) & mask
+    x = ((x ^ (x >> 27)) * ref._MIX_2) & mask
+    x ^= x >> 31
+    m = x >> 11
+    with decimal.localcontext() as ctx:
+        ctx.prec = 40
+        u = decimal.Decimal(2 * m + 1) / decimal.Decimal(1 << 54)
+        return float(-u.ln())
+
+
+def test_seeded_exponential_is_the_documented_hash():
+    """The reference's draws, against the documented arithmetic at 40 digits: relative
+    error at float64 rounding, also for u near 1 (small E, the likeliest winners), where
+    float64 cannot hold u itself."""
+    seeds = torch.tensor([0, 1, -1, 2**63 - 1, -(2**63), 123456789], dtype=torch.int64)
+    positions = torch.tensor([0, 5, 2**40, -3, 7, 2**62], dtype=torch.int64)
+    got = ref.seeded_exponential(seeds, positions, 300)
+    for r in range(seeds.numel()):
+        for t in range(300):
+            want = _documented_exponential(int(seeds[r]), int(positions[r]), t)
+            assert got[r, t].item() == pytest.approx(want, rel=4e-16, abs=0), (r, t)
+    assert bool(torch.isfinite(got).all()) and bool((got > 0).all())
+
+
 # --------------------------------------------------------------------------- the definition
 
 
@@ -273,6 +307,25 @@ def test_a_rows_token_ignores_its_batch_slot_and_batch_mates(device):
     assert torch.equal(sample(mixed, **mixed_args)[:10], first[:10]), "batch-mates changed tokens"
     alone = sample(probs[5:6], **{n: t[5:6] for n, t in a.items()})
     assert torch.equal(alone, first[5:6])
+
+
+def test_a_rows_token_ignores_its_memory_alignment(device):
+    """Vocab 7: row r of a batch starts 16-byte aligned only when r % 4 == 0, so the
+    kernel reads groups 0 and 1-3 of each four rows through different loads. The row's
+    top-p limit sits 2^-25 under the weight of token 0, so a total off by one float32
+    rounding (a per-thread float32 sum) would cut token 4 in some slots and not others.
+    Every four rows share a seed: all four must draw the same token, the reference's."""
+    d = 2.0**-24
+    row = torch.tensor([1.0, d, d, d, 1.0, 0.0, 0.0])
+    groups = 100
+    probs = row.expand(4 * groups, 7).contiguous().to(device)
+    seeds = (torch.arange(groups, dtype=torch.int64) * SEED_STEP).repeat_interleave(4)
+    args = dict(top_k=7, top_p=0.5 - 2.0**-25, min_p=0.0)
+    ids = sample(probs, **args, seeds=seeds.to(device)).cpu().view(groups, 4)
+    assert bool((ids == ids[:, :1]).all()), "the same row drew different tokens by its slot"
+    want = fused_reference_tokens(row.expand(groups, 7), seeds=seeds[::4], positions=0, **args)
+    assert torch.equal(ids[:, 0].long(), want.long())
+    assert set(ids[:, 0].tolist()) == {0, 4}, "token 4 is kept (exact total)"
 
 
 def test_a_seeded_row_is_the_reference_draw(device):

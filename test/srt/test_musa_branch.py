@@ -83,7 +83,7 @@ def test_musa_branch_imports_and_calls_the_sgl_kernel_ops(clean_platform):
         musa_sampler = importlib.reload(sampler_module)
         fused = "top_k_top_p_min_p_sampling_from_probs"
         assert getattr(musa_sampler, fused) is getattr(sgl_kernel, fused)
-        assert musa_sampler.seeded_uniform is sgl_kernel.sampling_reference.seeded_uniform
+        assert musa_sampler.seeded_exponential is sgl_kernel.sampling_reference.seeded_exponential
         musa = types.SimpleNamespace(type="musa")
         assert musa_sampler.resolve_sampling_backend(None, musa) == "flashinfer"
 

@@ -19,12 +19,13 @@
 //   4. Among kept tokens, argmin of log(E_i) - log(w_i), E_i = -log(u_i), u_i the seeded
 //      uniform of (seed, position, i): Gumbel-max, an exact draw.
 //
-// Deterministic by construction: the histograms add integers (counts and exact
-// mantissa sums, so every mass above a candidate is exact; the candidates' order in
-// shared memory does not matter), every scan and reduction
-// runs in a fixed order, and the final argmin breaks ties by token id. Nothing depends
-// on thread scheduling or on the warp width (no shuffles of our own, no inline PTX, no
-// cuda:: functors, no waits between blocks), which keeps it portable to MUSA.
+// Deterministic by construction: the histograms add integers (counts and exact mantissa
+// sums per bin), the sums across bins and the row total are doubles added in a fixed
+// order, the candidates' order in shared memory does not matter, and the final argmin
+// breaks ties by token id. Nothing depends on thread scheduling. The warp width changes
+// only the order of cub's double reductions (rounding at 2^-53), never the algorithm: no
+// shuffles of our own, no inline PTX, no cuda:: functors, no waits between blocks, which
+// keeps it portable to MUSA.
 #pragma once
 
 #include <cfloat>
@@ -40,7 +41,7 @@ constexpr uint32_t kMaxBins = 2048;        // level 0: bits 30..20 (exponent + 3
 constexpr uint32_t kInfKey = 0x7F800000u;  // +inf; keys of finite positive floats are below
 constexpr uint32_t kNone = 0xFFFFFFFFu;
 
-// The mixer of seeded_uniform (sgl_kernel/sampling_reference.py), as uint64: the same
+// The mixer of seeded_exponential (sgl_kernel/sampling_reference.py), as uint64: the same
 // wrapping arithmetic gives the same numbers.
 constexpr uint64_t kMixSeed = 0x9E3779B97F4A7C15ull;
 constexpr uint64_t kMixPosition = 0xD1B54A32D192ED03ull;
@@ -103,25 +104,27 @@ __device__ __forceinline__ float log_exponential(uint64_t row_base, uint32_t tok
   return logf(e);
 }
 
-// Calls f(i, x) for every entry x = row[i] this thread owns: float4 loads where the row
-// is 16-byte aligned, else single loads (any contiguous view works).
+// Calls f(i, x) for every entry x = row[i] this thread owns, in a fixed order: thread t
+// owns the groups of four ids 4q..4q+3 with q = t (mod BLOCK), then the tail ids past the
+// last whole group with id = t (mod BLOCK). One float4 load per group where the row is
+// 16-byte aligned, four single loads where it is not (any contiguous view works); the same
+// ids in the same order either way, so a row's per-thread sums do not depend on where it
+// sits in memory (its batch slot).
 template <uint32_t BLOCK, typename F>
 __device__ __forceinline__ void for_each_entry(const float* row, uint32_t vocab, F&& f) {
   const uint32_t tid = threadIdx.x;
-  uint32_t done = 0;
-  if ((reinterpret_cast<uintptr_t>(row) & 15u) == 0) {
-    const float4* row4 = reinterpret_cast<const float4*>(row);
-    const uint32_t quads = vocab / 4;
-    for (uint32_t q = tid; q < quads; q += BLOCK) {
-      const float4 v = row4[q];
-      f(4 * q, v.x);
-      f(4 * q + 1, v.y);
-      f(4 * q + 2, v.z);
-      f(4 * q + 3, v.w);
-    }
-    done = quads * 4;
+  const uint32_t quads = vocab / 4;
+  const bool aligned = (reinterpret_cast<uintptr_t>(row) & 15u) == 0;
+  for (uint32_t q = tid; q < quads; q += BLOCK) {
+    const float4 v = aligned
+                         ? reinterpret_cast<const float4*>(row)[q]
+                         : make_float4(row[4 * q], row[4 * q + 1], row[4 * q + 2], row[4 * q + 3]);
+    f(4 * q, v.x);
+    f(4 * q + 1, v.y);
+    f(4 * q + 2, v.z);
+    f(4 * q + 3, v.w);
   }
-  for (uint32_t i = done + tid; i < vocab; i += BLOCK) f(i, row[i]);
+  for (uint32_t i = quads * 4 + tid; i < vocab; i += BLOCK) f(i, row[i]);
 }
 
 constexpr uint32_t kCandidates = 2048;  // tokens kept in shared memory after level 0
@@ -296,7 +299,10 @@ __device__ Boundary find_boundary(SeededShared<BLOCK>& s, Source&& source, uint3
     if (level == 2) {  // prefix is the boundary value; how many of its run are kept?
       result.threshold_key = prefix;
       uint64_t keep = bin_count;
-      if (cuts_k) keep = min(keep, static_cast<uint64_t>(k - static_cast<int64_t>(above_count)));
+      if (cuts_k) {
+        const uint64_t room_k = static_cast<uint64_t>(k - static_cast<int64_t>(above_count));
+        keep = room_k < keep ? room_k : keep;
+      }
       if (cuts_p) {
         // Run members j = 0, 1, ... are kept while above_mass + j * tau <= limit.
         const double room = (limit - above_mass) / static_cast<double>(__uint_as_float(prefix));
@@ -325,19 +331,20 @@ __global__ void __launch_bounds__(BLOCK)
   const float* p = probs + static_cast<size_t>(row) * vocab;
 
   // 0. Largest key (+inf included, so it is seen), total, each thread's largest key.
+  // The total in double: a float32 running sum rounds at 2^-24 (top-p's limit moves) and
+  // can overflow, or not, unlike the exact total the validity rule is defined on.
   uint32_t local_max = 0;
-  float local_total = 0.f;
+  double local_total = 0.0;
   for_each_entry<BLOCK>(p, vocab, [&](uint32_t, float x) {
     const uint32_t key = weight_key(x);
     local_max = key > local_max ? key : local_max;
-    local_total += key ? x : 0.f;
+    local_total += key ? static_cast<double>(x) : 0.0;
   });
   const uint32_t block_max =
       cub::BlockReduce<uint32_t, BLOCK>(s.temp.key_reduce).Reduce(local_max, MaxKey());
   if (tid == 0) s.max_key = block_max;
   __syncthreads();
-  const double block_total =
-      cub::BlockReduce<double, BLOCK>(s.temp.sum_reduce).Sum(static_cast<double>(local_total));
+  const double block_total = cub::BlockReduce<double, BLOCK>(s.temp.sum_reduce).Sum(local_total);
   if (tid == 0) {
     s.total = block_total;
     s.candidates = 0;

@@ -30,7 +30,7 @@ into [0, 1] with NaN acting as 1. Scalars are range-checked on every path.
 
 The fused seeded op (top_k_top_p_min_p_sampling_from_probs, issue 9) has its own
 definition, the pytorch backend's, given every value (no clamping); see
-``fused_keep``, ``seeded_uniform``, ``fused_sample`` and docs/sampling.md.
+``fused_keep``, ``seeded_exponential``, ``fused_sample`` and docs/sampling.md.
 """
 
 from __future__ import annotations
@@ -420,12 +420,16 @@ def _logical_shift_right(x: torch.Tensor, bits: int) -> torch.Tensor:
     return (x >> bits) & ((1 << (64 - bits)) - 1)
 
 
-def seeded_uniform(seeds: torch.Tensor, positions: torch.Tensor, vocab: int) -> torch.Tensor:
-    """[bs, vocab] float64 uniforms in (0, 1), a pure function of (seed, position, token id).
+def seeded_exponential(seeds: torch.Tensor, positions: torch.Tensor, vocab: int) -> torch.Tensor:
+    """[bs, vocab] float64 E = -log(u) of the seeded uniforms u, a pure function of (seed,
+    position, token id).
 
     The one definition of the seeded draw (the GPU kernel and the Sampler's pytorch backend
-    compute the same bits): int64 arithmetic wraps identically on every device, then the
-    top 53 bits, centred, ((x >>> 11) + 0.5) / 2**53.
+    use the same bits): int64 arithmetic wraps identically on every device; the top 53 bits
+    m of the hash give u = (2m + 1) / 2^54 in (0, 1). The log's argument is exact in
+    float64 on both halves: u itself below 1/2, and 1 - u = (2^54 - 2m - 1) / 2^54 (an
+    integer below 2^53 over 2^54) above, through log1p, so E keeps its precision where it
+    is small (u near 1, the likeliest winners).
     """
     tokens = torch.arange(vocab, device=seeds.device, dtype=torch.int64).view(1, -1)
     x = seeds.view(-1, 1) * _MIX_SEED + positions.view(-1, 1).to(torch.int64) * _MIX_POS
@@ -433,7 +437,11 @@ def seeded_uniform(seeds: torch.Tensor, positions: torch.Tensor, vocab: int) -> 
     x = (x ^ _logical_shift_right(x, 30)) * _MIX_1
     x = (x ^ _logical_shift_right(x, 27)) * _MIX_2
     x = x ^ _logical_shift_right(x, 31)
-    return (_logical_shift_right(x, 11).double() + 0.5) / float(1 << 53)
+    m = _logical_shift_right(x, 11)
+    low_half = m < (1 << 52)
+    u = (2 * m + 1).double() / float(1 << 54)
+    one_minus_u = ((1 << 54) - 2 * m - 1).double() / float(1 << 54)
+    return torch.where(low_half, -torch.log(u), -torch.log1p(-one_minus_u))
 
 
 _FLOAT32_MAX = torch.finfo(torch.float32).max
@@ -487,13 +495,13 @@ def fused_sample(
     seeds: torch.Tensor,
     positions: torch.Tensor,
 ) -> torch.Tensor:
-    """int64 [B]: argmax over kept i of log(w_i) - log(-log(u_i)) (Gumbel-max, float64),
-    u = seeded_uniform(seed, position, i); exact ties to the lower id; nothing kept -> 0."""
+    """int64 [B]: argmax over kept i of log(w_i) - log(E_i) (Gumbel-max, float64),
+    E = seeded_exponential(seed, position, i); exact ties to the lower id; nothing kept -> 0."""
     keep = fused_keep(probs, top_k, top_p, min_p)
     if probs.size(0) == 0:
         return torch.zeros(0, dtype=torch.int64, device=probs.device)
-    u = seeded_uniform(seeds, positions, probs.size(-1))
-    key = torch.log(probs.double().clamp_min(0)) - torch.log(-torch.log(u))
+    e = seeded_exponential(seeds, positions, probs.size(-1))
+    key = torch.log(probs.double().clamp_min(0)) - torch.log(e)
     key = torch.where(keep, key, float("-inf"))
     token = torch.argmax(key, dim=-1)  # the first maximum: ties go to the lower id
     return torch.where(keep.any(dim=-1), token, 0)

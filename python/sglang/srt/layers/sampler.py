@@ -25,7 +25,7 @@ are available for the logits' device (CUDA or MUSA), else "pytorch"; choose with
 Sampler(sampling_backend=...) or SGLANG_SAMPLING_BACKEND.
 
 Draws: a row's token is the Gumbel-max over its kept tokens with uniforms hashed from
-(seed, position, token id) (sgl_kernel.sampling_reference.seeded_uniform, the one
+(seed, position, token id) (sgl_kernel.sampling_reference.seeded_exponential, the one
 definition of the hash). Requests with a sampling_seed use it, so the same seed and
 position give the same token on both backends (except at float near-ties: the kernel's
 keys are float32, the pytorch path's float64) and never depend on the batch slot or the
@@ -56,13 +56,13 @@ _KERNEL_DEVICES = ("cuda", "musa")
 if is_musa():
     # Moore Threads GPUs: the fused sampling kernel from sgl-kernel's MUSA build.
     from sgl_kernel import top_k_top_p_min_p_sampling_from_probs
-    from sgl_kernel.sampling_reference import seeded_uniform
+    from sgl_kernel.sampling_reference import seeded_exponential
 
     KERNELS_UNAVAILABLE_REASON: Optional[str] = None
 else:
     try:
         from sgl_kernel import top_k_top_p_min_p_sampling_from_probs
-        from sgl_kernel.sampling_reference import seeded_uniform
+        from sgl_kernel.sampling_reference import seeded_exponential
 
         KERNELS_UNAVAILABLE_REASON = None
     except ImportError as err:
@@ -70,7 +70,7 @@ else:
         # lives in sgl_kernel (one definition for the kernel, its reference and this
         # path), so seeded requests need it.
         KERNELS_UNAVAILABLE_REASON = f"sgl_kernel's sampling ops are not available: {err}"
-        seeded_uniform = None
+        seeded_exponential = None
 
 
 def resolve_sampling_backend(requested: Optional[str], device: torch.device) -> str:
@@ -156,9 +156,9 @@ class Sampler(nn.Module):
         if seeds is not None and positions is None:
             raise ValueError("Sampler.forward needs positions when a request sets sampling_seed")
         if self._backend_for(probs.device) == "pytorch":
-            if seeds is not None and seeded_uniform is None:
+            if seeds is not None and seeded_exponential is None:
                 raise RuntimeError(
-                    "seeded sampling (sampling_seed) needs sgl_kernel's seeded_uniform: "
+                    "seeded sampling (sampling_seed) needs sgl_kernel's seeded_exponential: "
                     f"{KERNELS_UNAVAILABLE_REASON}"
                 )
             return top_k_top_p_min_p_sampling_from_probs_torch(
@@ -246,9 +246,9 @@ def top_k_top_p_min_p_sampling_from_probs_torch(
 def seeded_categorical(
     weights: torch.Tensor, seeds: torch.Tensor, positions: torch.Tensor
 ) -> torch.Tensor:
-    """One draw per row proportional to weights: the Gumbel-max with seeded uniforms,
-    ties to the lower token id (torch.argmax takes the first maximum)."""
-    gumbel = -torch.log(-torch.log(seeded_uniform(seeds, positions, weights.size(-1))))
+    """One draw per row proportional to weights: the Gumbel-max with the seeded draws
+    (gumbel = -log E), ties to the lower token id (torch.argmax takes the first maximum)."""
+    gumbel = -torch.log(seeded_exponential(seeds, positions, weights.size(-1)))
     return torch.argmax(torch.log(weights.double()) + gumbel, dim=-1)
 
 
