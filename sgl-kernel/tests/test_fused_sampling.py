@@ -224,7 +224,7 @@ FREQ_CASES = [
     ("top-p-cuts-inside-ties", lambda: torch.tensor([0.4] + [0.06] * 10), NO_K, 0.6, 0.0),
     ("unnormalised-with-nan-v33", lambda: hostile_rows(33, 1, 7)[0], NO_K, 0.9, 0.0),
     ("top-k-top-p-v128256", lambda: peaked(128256, 6)[0], 50, 0.9, 0.0),
-    # More tokens at or above the kernel's floor than its 2048-entry shared buffer holds:
+    # More tokens at or above the kernel's floor than its 1024-entry shared buffer holds:
     # the search, the tie pass and the draw read the row instead.
     ("ties-past-the-buffer-k-v4096", lambda: _uniform(4096), 10, 1.0, 0.0),
     ("ties-past-the-buffer-p-v4096", lambda: _uniform(4096), NO_K, 0.002, 0.0),

@@ -8,12 +8,12 @@
 //      floor: if k of them, or more than p * S of their mass, lie at or above its result,
 //      no token below it can be kept. Tokens below the floor (or below min-p's
 //      M * min_p) never enter the row's search.
-//   2. A radix descent over the float bits (11, 10, 10 bits) finds the boundary value tau
+//   2. A radix descent over the float bits (10, 7, 7, 7 bits) finds the boundary value tau
 //      of the kept prefix of the rank order (descending w, ties by token id): the smallest
 //      value whose first token survives top-k (fewer than k tokens above it), top-p (mass
 //      above it <= p * S) and min-p. A level stops early when its chosen bin is kept whole.
 //      Its first level reads the row and keeps the tokens at or above the floor in shared
-//      memory (up to 2048); the rest of the kernel reads those when they all fit.
+//      memory (up to 1024); the rest of the kernel reads those when they all fit.
 //   3. Only if top-k or top-p cuts inside a run of equal values: the last kept token of
 //      that run in token-id order.
 //   4. Among kept tokens, argmin of log(E_i) - log(w_i), E_i = -log(u_i), u_i the seeded
@@ -37,7 +37,7 @@ namespace sgl_sampling {
 constexpr uint32_t kSeededThreads = 1024;
 // Histogram sums of 12-bit mantissa halves fit 32 bits for rows of fewer than 2^20 tokens.
 constexpr uint32_t kMaxSeededVocab = (1u << 20) - 1;
-constexpr uint32_t kMaxBins = 2048;        // level 0: bits 30..20 (exponent + 3 mantissa bits)
+constexpr uint32_t kMaxBins = 1024;        // level 0: bits 30..21 (exponent + 2 mantissa bits)
 constexpr uint32_t kInfKey = 0x7F800000u;  // +inf; keys of finite positive floats are below
 constexpr uint32_t kNone = 0xFFFFFFFFu;
 
@@ -49,11 +49,14 @@ constexpr uint64_t kMixToken = 0x6A09E667F3BCC909ull;
 constexpr uint64_t kMix1 = 0xBF58476D1CE4E5B9ull;
 constexpr uint64_t kMix2 = 0x94D049BB133111EBull;
 
-// Radix levels over the 31 magnitude bits of a non-negative float.
+// Radix levels over the 31 magnitude bits of a non-negative float: 10 bits (the exponent
+// and 2 mantissa bits), then 7, 7, 7. Sized so that the kernel's shared memory stays near
+// 21 KB: some Moore Threads GPUs (MTT S70, mp_21) offer only 28 KB per block.
+constexpr int kLevels = 4;
 __device__ __forceinline__ uint32_t level_shift(int level) {
-  return level == 0 ? 20u : level == 1 ? 10u : 0u;
+  return level == 0 ? 21u : level == 1 ? 14u : level == 2 ? 7u : 0u;
 }
-__device__ __forceinline__ uint32_t level_bins(int level) { return level == 0 ? 2048u : 1024u; }
+__device__ __forceinline__ uint32_t level_bins(int level) { return level == 0 ? 1024u : 128u; }
 
 // The weight's order-preserving key: its bits if it is > 0 (so NaN and negatives are 0).
 __device__ __forceinline__ uint32_t weight_key(float x) {
@@ -127,14 +130,13 @@ __device__ __forceinline__ void for_each_entry(const float* row, uint32_t vocab,
   for (uint32_t i = quads * 4 + tid; i < vocab; i += BLOCK) f(i, row[i]);
 }
 
-constexpr uint32_t kCandidates = 2048;  // tokens kept in shared memory after level 0
+constexpr uint32_t kCandidates = 1024;  // tokens kept in shared memory after level 0
 
 template <uint32_t BLOCK>
 struct SeededShared {
   union {
     typename cub::BlockReduce<uint32_t, BLOCK>::TempStorage key_reduce;
     typename cub::BlockReduce<double, BLOCK>::TempStorage sum_reduce;
-    typename cub::BlockScan<uint32_t, BLOCK>::TempStorage count_scan;
     typename cub::BlockReduce<Candidate, BLOCK>::TempStorage pick_reduce;
   } temp;
   // A level's histogram, then (read into registers first) its scan. The mass of a bin is
@@ -204,7 +206,7 @@ struct Boundary {
   uint32_t tie_keep;
 };
 
-// Radix descent over the float bits (11, 10, 10 bits) for the boundary of the kept prefix
+// Radix descent over the float bits (10, 7, 7, 7 bits) for the boundary of the kept prefix
 // among the tokens with key >= floor_key that `source(level, f)` passes to f(key, id):
 // the smallest value whose first token has fewer than k tokens above it (if cuts_k) and
 // at most `limit` mass above it (if cuts_p). A level stops early when its chosen bin is
@@ -216,9 +218,9 @@ __device__ Boundary find_boundary(SeededShared<BLOCK>& s, Source&& source, uint3
   Boundary result{false, floor_key, kNone, 0};
   uint32_t prefix = 0, above_count = 0;
   double above_mass = 0;
-  for (int level = 0; level < 3; ++level) {
+  for (int level = 0; level < kLevels; ++level) {
     const uint32_t shift = level_shift(level), bins = level_bins(level);
-    const uint32_t high_shift = level == 0 ? 31u : shift + 10u;
+    const uint32_t high_shift = level == 0 ? 31u : shift + 7u;
     const uint32_t high = prefix >> high_shift;
     __syncthreads();  // everyone is done with the previous level's shared state
     for (uint32_t b = tid; b < bins; b += BLOCK) {
@@ -250,7 +252,7 @@ __device__ Boundary find_boundary(SeededShared<BLOCK>& s, Source&& source, uint3
       if (rank < bins) {
         bin[j] = bins - 1 - rank;
         count[j] = s.work.hist.count[bin[j]];
-        const uint32_t exponent = level == 0 ? (bin[j] >> 3) : (prefix >> 23);
+        const uint32_t exponent = level == 0 ? (bin[j] >> 2) : (prefix >> 23);
         const double mantissas =
             4096.0 * s.work.hist.mass_high[bin[j]] + s.work.hist.mass_low[bin[j]];
         mass[j] = mantissas * mantissa_unit(exponent);
@@ -296,7 +298,7 @@ __device__ Boundary find_boundary(SeededShared<BLOCK>& s, Source&& source, uint3
       result.threshold_key = max(prefix, floor_key);
       break;
     }
-    if (level == 2) {  // prefix is the boundary value; how many of its run are kept?
+    if (level == kLevels - 1) {  // prefix is the boundary value; how many of its run are kept?
       result.threshold_key = prefix;
       uint64_t keep = bin_count;
       if (cuts_k) {
@@ -439,7 +441,8 @@ __global__ void __launch_bounds__(BLOCK)
       uint32_t mine = 0;
       for (uint32_t i = begin; i < end; ++i) mine += weight_key(p[i]) == kept.tie_key;
       uint32_t before;
-      cub::BlockScan<uint32_t, BLOCK>(s.temp.count_scan).ExclusiveSum(mine, before);
+      double unused;
+      exclusive_scan(s, mine, 0.0, before, unused);
       if (before < kept.tie_keep && kept.tie_keep <= before + mine) {
         uint32_t seen = before;
         for (uint32_t i = begin; i < end; ++i) {
