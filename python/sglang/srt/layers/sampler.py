@@ -175,20 +175,16 @@ class Sampler(nn.Module):
     @staticmethod
     def _sample_with_kernel(probs, info: SamplingBatchInfo, positions) -> torch.Tensor:
         """One fused launch: every row by its own filters and its (seed, position)."""
-        rows = probs.size(0)
+        # No seeds: the op draws every row's seed on the device, at every step (no host
+        # sync); no positions: zeros. A seeded batch's unseeded rows get fresh draws here,
+        # its seeded rows keep their own seed.
         seeds = info.sampling_seed
-        if seeds is None or info.seeded_rows is not None:
-            # Fresh seeds on the device at every step: unseeded rows stay random, with no
-            # host sync. A seeded request's row keeps its own seed.
+        if seeds is not None and info.seeded_rows is not None:
             drawn = torch.randint(
-                -(2**63), 2**63 - 1, (rows,), dtype=torch.int64, device=probs.device
+                -(2**63), 2**63 - 1, seeds.shape, dtype=torch.int64, device=probs.device
             )
-            if seeds is not None:
-                kept = info.seeded_rows
-                drawn = drawn.index_copy(0, kept, seeds.index_select(0, kept))
-            seeds = drawn
-        if positions is None:
-            positions = torch.zeros(rows, dtype=torch.int64, device=probs.device)
+            kept = info.seeded_rows
+            seeds = drawn.index_copy(0, kept, seeds.index_select(0, kept))
         return top_k_top_p_min_p_sampling_from_probs(
             probs, info.top_ks, info.top_ps, info.min_ps, seeds=seeds, positions=positions
         )
