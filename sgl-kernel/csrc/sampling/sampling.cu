@@ -236,16 +236,23 @@ cudaStream_t current_stream(const at::Tensor& t) {
   return at::cuda::getCurrentCUDAStream(t.get_device());
 }
 
-// What every filter op (renormalisation, masking) does after its checks: nothing for an
-// empty batch, then the device guard and the launch on the current stream, a launch
-// error turned into an exception.
+// What every op does after its checks: nothing for an empty batch (`rows` == 0), else
+// the device guard of `t`, then launch(stream) on t's current stream, a launch error
+// turned into an exception.
+template <typename Launch>
+void run_on_stream(const char* op, const at::Tensor& t, int64_t rows, Launch launch) {
+  if (rows == 0) return;
+  const c10::cuda::OptionalCUDAGuard guard(t.device());
+  check_launch(op, launch(current_stream(t)));
+}
+
+// A filter op (renormalisation, masking): launch(in, out, rows, vocab, stream).
 template <typename Launch>
 void run_filter(const char* op, const at::Tensor& in, const at::Tensor& out, Launch launch) {
-  if (in.size(0) == 0) return;
-  const c10::cuda::OptionalCUDAGuard guard(in.device());
-  check_launch(
-      op, launch(in.data_ptr<float>(), out.data_ptr<float>(), static_cast<uint32_t>(in.size(0)),
-                 static_cast<uint32_t>(in.size(1)), current_stream(in)));
+  run_on_stream(op, in, in.size(0), [&](cudaStream_t stream) {
+    return launch(in.data_ptr<float>(), out.data_ptr<float>(), static_cast<uint32_t>(in.size(0)),
+                  static_cast<uint32_t>(in.size(1)), stream);
+  });
 }
 
 void check_filter_io(const char* op, const char* in_name, const char* out_name,
@@ -254,16 +261,15 @@ void check_filter_io(const char* op, const char* in_name, const char* out_name,
   check_matrix_output(op, out_name, out, in);
 }
 
-// What every sampling op does after checking its arguments: nothing for an empty batch,
-// then the device guard, `draws_per_row` Philox numbers per output row taken from the
-// generator, and the launch on the current stream.
+// A FlashInfer sampling op: `draws_per_row` Philox numbers per output row taken from the
+// generator, then launch(seed, offset, stream).
 template <typename Launch>
 void run_sampling(const char* op, const SamplingIO& io, const at::Tensor& probs,
                   const std::optional<at::Generator>& gen, uint64_t draws_per_row, Launch launch) {
-  if (io.rows == 0) return;
-  const c10::cuda::OptionalCUDAGuard guard(probs.device());
-  auto [seed, offset] = philox_seed_offset(op, gen, probs, draws_per_row * io.rows);
-  check_launch(op, launch(seed, offset, current_stream(probs)));
+  run_on_stream(op, probs, io.rows, [&](cudaStream_t stream) {
+    auto [seed, offset] = philox_seed_offset(op, gen, probs, draws_per_row * io.rows);
+    return launch(seed, offset, stream);
+  });
 }
 
 }  // namespace
@@ -408,16 +414,15 @@ void top_k_top_p_min_p_sampling_from_probs(at::Tensor probs, at::Tensor output, 
   check_vector(op, "min_p", min_p, at::kFloat, rows, probs);
   check_vector(op, "seeds", seeds, at::kLong, rows, probs);
   check_vector(op, "positions", positions, at::kLong, rows, probs);
-  if (rows == 0) return;
   // No generator: the randomness is in `seeds`, device memory, so a captured graph
   // replays with whatever seeds and positions the tensors hold at replay time.
-  const c10::cuda::OptionalCUDAGuard guard(probs.device());
-  check_launch(op,
-               sgl_sampling::SeededTopKTopPMinPSampling(
-                   probs.data_ptr<float>(), output.data_ptr<int32_t>(), top_k.data_ptr<int32_t>(),
-                   top_p.data_ptr<float>(), min_p.data_ptr<float>(), seeds.data_ptr<int64_t>(),
-                   positions.data_ptr<int64_t>(), static_cast<uint32_t>(rows),
-                   static_cast<uint32_t>(probs.size(1)), current_stream(probs)));
+  run_on_stream(op, probs, rows, [&](cudaStream_t stream) {
+    return sgl_sampling::SeededTopKTopPMinPSampling(
+        probs.data_ptr<float>(), output.data_ptr<int32_t>(), top_k.data_ptr<int32_t>(),
+        top_p.data_ptr<float>(), min_p.data_ptr<float>(), seeds.data_ptr<int64_t>(),
+        positions.data_ptr<int64_t>(), static_cast<uint32_t>(rows),
+        static_cast<uint32_t>(probs.size(1)), stream);
+  });
 }
 
 // The sampling ops' schemas and GPU impls, added to a TORCH_LIBRARY_EXPAND(sgl_kernel, m)
