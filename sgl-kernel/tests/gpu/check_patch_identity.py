@@ -1,13 +1,16 @@
-"""Proof on CUDA that patch 0005 (width-32 warp shuffles) changes no sample.
+"""Proof on CUDA that a patch which should change no result changes none.
 
-    python sgl-kernel/tests/gpu/check_warp_patch_identity.py [--build-dir DIR] [--build-only]
+    python sgl-kernel/tests/gpu/check_patch_identity.py [--patch 0005] [--build-dir DIR]
+        [--build-only]
 
+Two patches claim bit-identical results on CUDA: 0005 (width-32 warp shuffles, for
+Moore Threads GPUs' 128-lane warps) and 0009 (one block reduction per rejection round).
 Stages FlashInfer 0.5.3's headers twice (every patch in 3rdparty/patches, and the same
-set without 0005-*), builds one small torch extension against each (raw pybind
-launchers over FlashInfer's own sampling launchers, the nvcc flags and cuRAND include
-logic of setup_musa.py), builds both at once, and runs every sampling op on the same
-inputs with the same Philox seed/offset, deterministic=True and False. Samples must be
-equal and renormalised/masked outputs bit-equal. Each variant is also run twice, so a
+set without the one under test), builds one small torch extension against each (raw
+pybind launchers over FlashInfer's own sampling launchers, the nvcc flags and cuRAND
+include logic of setup_musa.py), builds both at once, and runs every sampling op on the
+same inputs with the same Philox seed/offset, deterministic=True and False. Samples must
+be equal and renormalised/masked outputs bit-equal. Each variant is also run twice, so a
 difference that is not reproducible within one build is reported as such.
 
 Prints one line per case and a PASS/FAIL summary; exit status 1 on any mismatch. Needs
@@ -29,7 +32,6 @@ import time
 from pathlib import Path
 
 KERNEL_DIR = Path(__file__).resolve().parents[2]
-PATCH_UNDER_TEST = "0005-"
 
 BINDINGS_H = r"""
 #pragma once
@@ -188,7 +190,7 @@ def build_spec(sm, work: Path, variant: str, patches) -> dict:
         f"-DIDENTITY_NS=identity_{variant}",
     ]
     return {
-        "name": f"warp_identity_{variant}",
+        "name": f"patch_identity_{variant}",
         "sources": [str(s) for s in sources],
         "extra_include_paths": [str(include), str(work / variant / "src")]
         + sm._curand_include_dirs(),
@@ -331,6 +333,7 @@ def run_case(torch, module, op, args):
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--patch", default="0005", help="number of the patch under test")
     parser.add_argument("--build-dir", type=Path, help="keep the builds here (reused if present)")
     parser.add_argument(
         "--build-only", action="store_true", help="compile both variants, run nothing"
@@ -341,17 +344,17 @@ def main(argv=None) -> int:
     sm = load_setup_musa()
     sm._prepare_cuda_env()  # CUDA_HOME / TORCH_CUDA_ARCH_LIST before cpp_extension
     patches = sm._patches()
-    without = [p for p in patches if not p.name.startswith(PATCH_UNDER_TEST)]
+    without = [p for p in patches if not p.name.startswith(f"{args.patch}-")]
     if len(without) != len(patches) - 1:
-        sys.exit(f"expected exactly one {PATCH_UNDER_TEST}*.patch in {sm.PATCH_DIR}")
+        sys.exit(f"expected exactly one {args.patch}-*.patch in {sm.PATCH_DIR}")
 
     import torch
     from torch.utils.cpp_extension import load
 
     if not torch.cuda.is_available() and not args.build_only:
-        sys.exit("check_warp_patch_identity: needs a CUDA GPU (or --build-only)")
+        sys.exit("check_patch_identity: needs a CUDA GPU (or --build-only)")
 
-    with tempfile.TemporaryDirectory(prefix="warp-identity-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="patch-identity-") as tmp:
         work = args.build_dir or Path(tmp)
         specs = {
             "patched": build_spec(sm, work, "patched", patches),
@@ -366,10 +369,7 @@ def main(argv=None) -> int:
         assert {v: m.variant() for v, m in modules.items()} == {v: f"identity_{v}" for v in modules}
         patched_text = (work / "patched/flashinfer/include/flashinfer/sampling.cuh").read_text()
         unpatched_text = (work / "unpatched/flashinfer/include/flashinfer/sampling.cuh").read_text()
-        assert (
-            "threadIdx.x | 0xffffffff" in unpatched_text
-            and "threadIdx.x | 0xffffffff" not in patched_text
-        )
+        assert patched_text != unpatched_text, f"patch {args.patch} changed no header text"
 
         mismatches, unstable = [], []
         all_cases = cases(torch)
@@ -394,10 +394,15 @@ def main(argv=None) -> int:
     )
     if mismatches or unstable:
         print(
-            "FAIL: patch 0005 changes results" if mismatches else "FAIL: results not reproducible"
+            f"FAIL: patch {args.patch} changes results"
+            if mismatches
+            else "FAIL: results not reproducible"
         )
         return 1
-    print("PASS: samples and renormalised outputs are bit-identical with and without patch 0005")
+    print(
+        "PASS: samples and renormalised outputs are bit-identical with and without "
+        f"patch {args.patch}"
+    )
     return 0
 
 
