@@ -33,27 +33,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from bench_sampling import MIN_P, TOP_K, TOP_P, load_flashinfer_launchers
+from bench_sampling import MIN_P, TOP_K, TOP_P, flashinfer_calls, load_flashinfer_launchers
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def launcher_calls(fi):
-    """op -> call(probs, logits, offset) of one launcher module; seed 0 throughout."""
-
-    def ids(p):
-        return torch.empty(p.size(0), dtype=torch.int32, device=p.device)
-
-    return {
-        "sampling_from_probs": lambda p, lg, o: fi.sampling(p, ids(p), 0, o),
-        "top_k_sampling_from_probs": lambda p, lg, o: fi.top_k_sampling(p, ids(p), TOP_K, 0, o),
-        "top_p_sampling_from_probs": lambda p, lg, o: fi.top_p_sampling(p, ids(p), TOP_P, 0, o),
-        "top_k_top_p_joint": lambda p, lg, o: fi.joint_sampling(p, ids(p), TOP_K, TOP_P, 0, o),
-        "min_p_sampling_from_probs": lambda p, lg, o: fi.min_p_sampling(p, ids(p), MIN_P, 0, o),
-        "top_p_renorm_probs": lambda p, lg, o: fi.top_p_renorm(p, torch.empty_like(p), TOP_P),
-        "top_k_renorm_probs": lambda p, lg, o: fi.top_k_renorm(p, torch.empty_like(p), TOP_K),
-        "top_k_mask_logits": lambda p, lg, o: fi.top_k_mask(lg, torch.empty_like(lg), TOP_K),
-    }
 
 
 def op_calls(gen):
@@ -131,9 +113,9 @@ def main(argv=None):
 
     base = load_flashinfer_launchers("0.5.3-sgl-0001-0004", args.base)
     patched = load_flashinfer_launchers("0.5.3-sgl-all-patches", args.patched)
-    base_calls, patched_calls = launcher_calls(base), launcher_calls(patched)
+    base_calls, patched_calls = flashinfer_calls(base), flashinfer_calls(patched)
     ours = op_calls(torch.Generator(device="cuda"))
-    ops = args.ops or list(base_calls)
+    ops = args.ops or list(ours)
     gen = torch.Generator(device="cuda").manual_seed(0)
     lines = [
         f"# Patch cost, paired ({torch.cuda.get_device_name()}, torch {torch.__version__})",

@@ -149,38 +149,48 @@ def load_flashinfer_launchers(version: str, include_dir: str):
     )
 
 
+def flashinfer_calls(fi):
+    """name -> call(probs, logits, offset) of FlashInfer's launcher for the same op, Philox
+    seed 0 at the given offset (missing where not bound)."""
+
+    def ids(probs):
+        return torch.empty(probs.size(0), dtype=torch.int32, device=probs.device)
+
+    def top_k_first(p, o):
+        renormed = torch.empty_like(p)
+        fi.top_k_renorm(p, renormed, TOP_K)
+        fi.top_p_sampling(renormed, ids(p), TOP_P, 0, o)
+
+    out = {
+        "top_p_renorm_probs": lambda p, lg, o: fi.top_p_renorm(p, torch.empty_like(p), TOP_P),
+        "sampling_from_probs": lambda p, lg, o: fi.sampling(p, ids(p), 0, o),
+        "top_k_sampling_from_probs": lambda p, lg, o: fi.top_k_sampling(p, ids(p), TOP_K, 0, o),
+        "top_p_sampling_from_probs": lambda p, lg, o: fi.top_p_sampling(p, ids(p), TOP_P, 0, o),
+        "top_k_top_p_joint": lambda p, lg, o: fi.joint_sampling(p, ids(p), TOP_K, TOP_P, 0, o),
+        "min_p_sampling_from_probs": lambda p, lg, o: fi.min_p_sampling(p, ids(p), MIN_P, 0, o),
+    }
+    if hasattr(fi, "top_k_renorm"):
+        out["top_k_renorm_probs"] = lambda p, lg, o: fi.top_k_renorm(p, torch.empty_like(p), TOP_K)
+        out["top_k_mask_logits"] = lambda p, lg, o: fi.top_k_mask(lg, torch.empty_like(lg), TOP_K)
+        out["top_k_top_p_top_k_first"] = lambda p, lg, o: top_k_first(p, o)
+    return out
+
+
 def flashinfer_cases(fi):
-    """name -> call of FlashInfer's launcher for the same op (missing where not bound).
+    """name -> call(probs, logits) of FlashInfer's launcher for the same op.
 
     The Philox offset advances between calls by what our ops reserve (32 per row for the
     rejection samplers), so both draw fresh numbers every call."""
     state = {"offset": 0}
 
-    def rng(probs):
+    def next_offset(probs):
         state["offset"] += 32 * probs.size(0)
-        return 0, state["offset"]
+        return state["offset"]
 
-    def ids(probs):
-        return torch.empty(probs.size(0), dtype=torch.int32, device=probs.device)
-
-    def top_k_first(p):
-        renormed = torch.empty_like(p)
-        fi.top_k_renorm(p, renormed, TOP_K)
-        fi.top_p_sampling(renormed, ids(p), TOP_P, *rng(p))
-
-    out = {
-        "top_p_renorm_probs": lambda p, lg: fi.top_p_renorm(p, torch.empty_like(p), TOP_P),
-        "sampling_from_probs": lambda p, lg: fi.sampling(p, ids(p), *rng(p)),
-        "top_k_sampling_from_probs": lambda p, lg: fi.top_k_sampling(p, ids(p), TOP_K, *rng(p)),
-        "top_p_sampling_from_probs": lambda p, lg: fi.top_p_sampling(p, ids(p), TOP_P, *rng(p)),
-        "top_k_top_p_joint": lambda p, lg: fi.joint_sampling(p, ids(p), TOP_K, TOP_P, *rng(p)),
-        "min_p_sampling_from_probs": lambda p, lg: fi.min_p_sampling(p, ids(p), MIN_P, *rng(p)),
+    return {
+        name: (lambda p, lg, call=call: call(p, lg, next_offset(p)))
+        for name, call in flashinfer_calls(fi).items()
     }
-    if hasattr(fi, "top_k_renorm"):
-        out["top_k_renorm_probs"] = lambda p, lg: fi.top_k_renorm(p, torch.empty_like(p), TOP_K)
-        out["top_k_mask_logits"] = lambda p, lg: fi.top_k_mask(lg, torch.empty_like(lg), TOP_K)
-        out["top_k_top_p_top_k_first"] = lambda p, lg: top_k_first(p)
-    return out
 
 
 # --------------------------------------------------------------------------- timing
