@@ -13,6 +13,8 @@
 #include <torch/library.h>
 #include <torch/types.h>  // torch::kCUDA
 
+#include <array>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -22,6 +24,7 @@
 #include <string>
 #include <utility>
 
+#include "logits_sampling.cuh"
 #include "seeded_sampling.cuh"
 #include "sgl_kernel_musa_ops.h"
 
@@ -272,6 +275,19 @@ void run_sampling(const char* op, const SamplingIO& io, const at::Tensor& probs,
   });
 }
 
+// Multiprocessors of `device`, read once per device (the split of launches 1 and 2).
+int multiprocessor_count(int device) {
+  static std::array<std::atomic<int>, 64> counts{};
+  if (device < 0 || device >= static_cast<int>(counts.size())) return 1;
+  int n = counts[device].load(std::memory_order_relaxed);
+  if (n == 0) {
+    if (cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, device) != cudaSuccess || n < 1)
+      n = 1;
+    counts[device].store(n, std::memory_order_relaxed);
+  }
+  return n;
+}
+
 }  // namespace
 
 void top_k_renorm_probs(at::Tensor probs, at::Tensor renorm_probs,
@@ -425,6 +441,64 @@ void top_k_top_p_min_p_sampling_from_probs(at::Tensor probs, at::Tensor output, 
   });
 }
 
+void top_k_top_p_min_p_sampling_from_logits(at::Tensor logits, at::Tensor output,
+                                            at::Tensor temperature, at::Tensor top_k,
+                                            at::Tensor top_p, at::Tensor min_p, at::Tensor seeds,
+                                            std::optional<at::Tensor> positions) {
+  constexpr const char* op = "top_k_top_p_min_p_sampling_from_logits";
+  TORCH_CHECK(!logits.is_cpu(), op, ": logits must be on the GPU, got device ",
+              logits.device().str());
+  const at::ScalarType dtype = logits.scalar_type();
+  TORCH_CHECK(dtype == at::kFloat || dtype == at::kHalf || dtype == at::kBFloat16, op,
+              ": logits must be float32, float16 or bfloat16, got ", dtype_name(dtype));
+  TORCH_CHECK(logits.dim() == 2, op, ": logits must be 2-D (batch, vocab), got shape ",
+              shape_str(logits.sizes()));
+  TORCH_CHECK(logits.size(1) > 0 && logits.size(1) <= sgl_sampling::kMaxSeededVocab, op,
+              ": logits must have a vocab size in [1, 2^20) (the kernel sums masses exactly in 32 "
+              "bits), got shape ",
+              shape_str(logits.sizes()));
+  const int64_t rows = logits.size(0);
+  TORCH_CHECK(rows <= std::numeric_limits<int32_t>::max(), op,
+              ": logits must have fewer than 2^31 rows, got shape ", shape_str(logits.sizes()));
+  check_vector(op, "output", output, at::kInt, rows, logits);
+  check_vector(op, "temperature", temperature, at::kFloat, rows, logits);
+  check_vector(op, "top_k", top_k, at::kInt, rows, logits);
+  check_vector(op, "top_p", top_p, at::kFloat, rows, logits);
+  check_vector(op, "min_p", min_p, at::kFloat, rows, logits);
+  check_vector(op, "seeds", seeds, at::kLong, rows, logits);
+  if (positions.has_value()) check_vector(op, "positions", *positions, at::kLong, rows, logits);
+  // Logits are read where they are: any strides, no copy.
+  run_on_stream(op, logits, rows, [&](cudaStream_t stream) {
+    const uint32_t vocab = static_cast<uint32_t>(logits.size(1));
+    const uint32_t chunks = sgl_sampling::logits_chunks(static_cast<uint32_t>(rows), vocab,
+                                                        multiprocessor_count(logits.get_device()));
+    const at::Tensor workspace =
+        at::empty({static_cast<int64_t>(sgl_sampling::logits_workspace_bytes(rows, chunks))},
+                  logits.options().dtype(at::kByte));
+    auto launch = [&](auto typed) {
+      using T = decltype(typed);
+      sgl_sampling::LogitsArgs<T> args{};
+      args.logits = static_cast<const T*>(logits.data_ptr());
+      args.row_stride = logits.stride(0);
+      args.col_stride = logits.stride(1);
+      args.output = output.data_ptr<int32_t>();
+      args.temperature = temperature.data_ptr<float>();
+      args.top_k = top_k.data_ptr<int32_t>();
+      args.top_p = top_p.data_ptr<float>();
+      args.min_p = min_p.data_ptr<float>();
+      args.seeds = seeds.data_ptr<int64_t>();
+      args.positions = positions.has_value() ? positions->data_ptr<int64_t>() : nullptr;
+      args.vocab = vocab;
+      args.chunks = chunks;
+      return sgl_sampling::TopKTopPMinPSamplingFromLogits<T>(args, static_cast<uint32_t>(rows),
+                                                             workspace.data_ptr(), stream);
+    };
+    if (dtype == at::kHalf) return launch(c10::Half{});
+    if (dtype == at::kBFloat16) return launch(c10::BFloat16{});
+    return launch(float{});
+  });
+}
+
 // The sampling ops' schemas and GPU impls, added to a TORCH_LIBRARY_EXPAND(sgl_kernel, m)
 // block by one line, `register_sampling_ops(m);` (ours in common_extension_musa.cc, or
 // upstream's MUSA registration file). Written outputs are annotated Tensor(a!) so the
@@ -478,4 +552,11 @@ void register_sampling_ops(torch::Library& m) {
       "Tensor top_p, Tensor min_p, Tensor seeds, Tensor positions) -> ()");
   m.impl("top_k_top_p_min_p_sampling_from_probs", torch::kCUDA,
          &top_k_top_p_min_p_sampling_from_probs);
+
+  m.def(
+      "top_k_top_p_min_p_sampling_from_logits(Tensor logits, Tensor(a!) output, Tensor "
+      "temperature, Tensor top_k, Tensor top_p, Tensor min_p, Tensor seeds, Tensor? positions) "
+      "-> ()");
+  m.impl("top_k_top_p_min_p_sampling_from_logits", torch::kCUDA,
+         &top_k_top_p_min_p_sampling_from_logits);
 }

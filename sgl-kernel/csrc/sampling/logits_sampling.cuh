@@ -1,0 +1,660 @@
+// From logits to token ids in three launches: the kernels behind
+// sgl_kernel::top_k_top_p_min_p_sampling_from_logits. Our own source, not FlashInfer's.
+//
+// Per row, with s_i = the scaled logit x_i * (1 / temperature) (NaN and -inf -> -FLT_MAX,
+// +inf -> FLT_MAX), M = max s, and the weight w_i = expf(s_i - M) (in (0, 1], 1 at the max):
+//   greedy rows (temperature <= 0 or NaN, or top_k == 1): the argmax of s, ties to the
+//     lower id (top_k == 1 also needs top_p >= 0 and min_p <= 1 to keep it, else token 0);
+//   other rows: the tokens of the fused op's definition (seeded_sampling.cuh) over w, drawn
+//     by Gumbel-max with the key (s_i - M) - log(E_i), E_i = -log(u_i) of the seeded uniform.
+//
+// The launches, with G blocks per row (G = 1 when the batch fills the GPU):
+//   1. RowMaxKernel, (row, chunk) blocks: the chunk's largest (s, id), packed so that one
+//      integer max gives M and the argmax; zeroes the row's workspace.
+//   2. RowHistogramKernel, (row, chunk) blocks: rows that only cut by min-p (or not at all)
+//      draw here: the best key among their kept tokens (w >= min-p's threshold) of the
+//      chunk, merged by an integer max. Rows that cut by top-k or top-p add a 2048-bin
+//      histogram of w's bits (counts and exact mantissa sums, 32-bit integer atomics) to
+//      the row's workspace.
+//   3. RowSelectKernel, one block per row: greedy and single-threshold rows read their
+//      answer; the others find the cut on the level-0 histogram (no row read). When every
+//      token at or above the boundary bin fits in shared memory (kBuffer; top-k rows and
+//      top-p on peaked rows), one row pass collects them and the deeper levels (7/6/6
+//      bits), the tie rule and the draw read only those. Otherwise each level reads the
+//      row until its tokens fit, and the draw reads the row once more.
+//
+// Split-invariant and batch-invariant by construction: everything combined across threads
+// and blocks is a max or an integer sum (order-free), and the bin masses are summed in a
+// fixed order in one block; so neither G, the row's strides and alignment, nor its batch
+// slot can change a token. No waits between blocks (launch order only), no inline PTX, no
+// shuffles of our own, no cuda:: functors: ports to MUSA as the fused probs kernel does.
+#pragma once
+
+#include <cfloat>
+#include <cstdint>
+#include <cub/cub.cuh>
+
+#include "seeded_sampling.cuh"
+
+namespace sgl_sampling {
+
+constexpr uint32_t kChunkThreads = 512;    // launches 1 and 2
+constexpr uint32_t kSelectThreads = 1024;  // launch 3
+constexpr uint32_t kMinChunk = 4096;       // tokens per (row, chunk) block at least
+constexpr uint32_t kBins0 = 2048;          // level 0: bits 29..19 of w (w <= 1: bit 30 is 0)
+constexpr uint32_t kShift0 = 19;
+constexpr uint32_t kBuffer = 4096;  // boundary-bin tokens kept in shared memory in launch 3
+constexpr int kLogitsLevels = 4;    // 11, 7, 6, 6 bits
+static_assert(kSelectThreads * 2 >= kBins0, "launch 3: each thread owns two level-0 bins");
+static_assert(kSelectThreads >= 128, "launch 3: each thread owns one bin of a deeper level");
+
+__device__ __forceinline__ uint32_t logits_level_shift(int level) {
+  return level == 0 ? kShift0 : level == 1 ? 12u : level == 2 ? 6u : 0u;
+}
+__device__ __forceinline__ uint32_t logits_level_bins(int level) {
+  return level == 0 ? kBins0 : level == 1 ? 128u : 64u;
+}
+
+// Per-row workspace of launches 1-3 (global memory, zeroed by launch 1).
+struct RowWork {
+  uint32_t count[kBins0];
+  uint32_t mass_high[kBins0];  // sums of the 12-bit halves of 24-bit mantissas
+  uint32_t mass_low[kBins0];
+  unsigned long long row_best;  // the best kept token of a single-threshold row
+};
+
+// A float's bits mapped so that unsigned order is float order (negatives below positives).
+__device__ __forceinline__ uint32_t ordered_bits(float x) {
+  const uint32_t u = __float_as_uint(x);
+  return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+}
+__device__ __forceinline__ float from_ordered_bits(uint32_t o) {
+  return __uint_as_float((o & 0x80000000u) ? (o & 0x7FFFFFFFu) : ~o);
+}
+// (value, id) in one integer: a larger value wins, then the lower id. 0 is below any pair.
+__device__ __forceinline__ unsigned long long pack_best(float value, uint32_t id) {
+  return (static_cast<unsigned long long>(ordered_bits(value)) << 32) | (0xFFFFFFFFu - id);
+}
+__device__ __forceinline__ uint32_t packed_id(unsigned long long packed) {
+  return 0xFFFFFFFFu - static_cast<uint32_t>(packed);
+}
+
+// 64-bit max through compare-and-swap (portable: no 64-bit atomicMax needed). The plain
+// read first skips the atomic for every value that cannot win; values only grow, so a
+// stale read can only cost an extra loop.
+__device__ __forceinline__ void atomic_max_packed(unsigned long long* address,
+                                                  unsigned long long value) {
+  unsigned long long seen = *reinterpret_cast<volatile unsigned long long*>(address);
+  while (value > seen) {
+    const unsigned long long prior = atomicCAS(address, seen, value);
+    if (prior == seen) break;
+    seen = prior;
+  }
+}
+
+struct MaxPacked {
+  __device__ __forceinline__ unsigned long long operator()(unsigned long long a,
+                                                           unsigned long long b) const {
+    return a > b ? a : b;
+  }
+};
+
+// The scaled logit with the Sampler's non-finite contract (fmaxf maps NaN to -FLT_MAX).
+__device__ __forceinline__ float scaled_logit(float x, float inv_temperature) {
+  return fminf(fmaxf(x * inv_temperature, -FLT_MAX), FLT_MAX);
+}
+
+// What a row asks for, from its parameters alone.
+struct RowPlan {
+  float inv_temperature;  // 1 for greedy rows
+  bool greedy;
+  bool cuts;         // top-k or top-p cut: the histogram path
+  uint32_t min_key;  // kept weights are >= this key (1: any w > 0)
+  int32_t k;
+  float top_p;
+};
+
+__device__ __forceinline__ RowPlan plan_row(float temperature, int32_t k, float top_p, float min_p,
+                                            uint32_t vocab) {
+  RowPlan plan;
+  plan.greedy = !(temperature > 0.f) || k == 1;
+  plan.inv_temperature = temperature > 0.f ? 1.f / temperature : 1.f;
+  plan.k = k;
+  plan.top_p = top_p;
+  plan.cuts = k < static_cast<int64_t>(vocab) || top_p < 1.f;  // NaN p: no cut
+  // min-p threshold: float32(max w * min_p) = min_p; NaN or <= 0 never cuts.
+  plan.min_key = min_p > 0.f ? __float_as_uint(min_p) : 1u;
+  return plan;
+}
+
+// log(E) of the seeded draw, E = -log(u) with u the uniform of seeded_sampling.cuh's hash
+// of (row_base, token): the same bits, evaluated with the fast log (MUFU) and a series for
+// E = -log1p(-v), v = 1 - u < 1/16. Its error, a few 1e-7 relative, is below the float32
+// rounding of the Gumbel key it enters, so it moves only float near-ties.
+__device__ __forceinline__ float fast_log_exponential(uint64_t row_base, uint32_t token) {
+  uint64_t x = row_base + static_cast<uint64_t>(token) * kMixToken;
+  x = (x ^ (x >> 30)) * kMix1;
+  x = (x ^ (x >> 27)) * kMix2;
+  x = x ^ (x >> 31);
+  const uint64_t m = x >> 11;  // u = (2m + 1) / 2^54
+  float e;
+  if (m < (uint64_t{1} << 52)) {
+    e = -__logf(static_cast<float>(2 * m + 1) * 0x1p-54f);
+  } else {
+    const float v = static_cast<float>((uint64_t{1} << 54) - 2 * m - 1) * 0x1p-54f;  // 1 - u
+    if (v < 0.0625f) {
+      e = v * (1.f + v * (0.5f + v * (1.f / 3 + v * (0.25f + v * (0.2f + v * (1.f / 6))))));
+    } else {
+      e = -__logf(1.f - v);
+    }
+  }
+  return __logf(e);
+}
+
+// Calls f(i, x) for the row's entries begin <= i < end, as float. 16-byte loads where the
+// row is contiguous and aligned, single strided loads otherwise; every result is an
+// order-free combination, so the access pattern never changes a token.
+template <uint32_t BLOCK, typename T, typename F>
+__device__ __forceinline__ void for_each_logit(const T* row, int64_t col_stride, uint32_t begin,
+                                               uint32_t end, F&& f) {
+  constexpr uint32_t kVec = 16 / sizeof(T);
+  uint32_t scalar_begin = begin;
+  if (col_stride == 1 && (reinterpret_cast<uintptr_t>(row + begin) & 15u) == 0) {
+    const uint32_t groups = (end - begin) / kVec;
+    const uint4* vec = reinterpret_cast<const uint4*>(row + begin);
+    for (uint32_t g = threadIdx.x; g < groups; g += BLOCK) {
+      union {
+        uint4 raw;
+        T value[kVec];
+      } v;
+      v.raw = vec[g];
+#pragma unroll
+      for (uint32_t j = 0; j < kVec; ++j) f(begin + g * kVec + j, static_cast<float>(v.value[j]));
+    }
+    scalar_begin = begin + groups * kVec;
+  }
+  for (uint32_t i = scalar_begin + threadIdx.x; i < end; i += BLOCK) {
+    f(i, static_cast<float>(row[static_cast<int64_t>(i) * col_stride]));
+  }
+}
+
+// The arguments every launch takes.
+template <typename T>
+struct LogitsArgs {
+  const T* logits;
+  int64_t row_stride, col_stride;
+  int32_t* output;
+  const float* temperature;
+  const int32_t* top_k;
+  const float* top_p;
+  const float* min_p;
+  const int64_t* seeds;
+  const int64_t* positions;  // nullptr: position 0
+  uint32_t vocab;
+  uint32_t chunks;              // G
+  uint32_t chunk;               // tokens per chunk, a multiple of 16
+  unsigned long long* row_max;  // [rows, G] packed (s, id)
+  RowWork* work;                // [rows]
+};
+
+template <typename T>
+__device__ __forceinline__ RowPlan plan_of(const LogitsArgs<T>& a, uint32_t row) {
+  return plan_row(a.temperature[row], a.top_k[row], a.top_p[row], a.min_p[row], a.vocab);
+}
+
+template <typename T>
+__device__ __forceinline__ uint64_t gumbel_base(const LogitsArgs<T>& a, uint32_t row) {
+  const int64_t position = a.positions ? a.positions[row] : 0;
+  return static_cast<uint64_t>(a.seeds[row]) * kMixSeed +
+         static_cast<uint64_t>(position) * kMixPosition;
+}
+
+// Launch 1.
+template <typename T>
+__global__ void __launch_bounds__(kChunkThreads) RowMaxKernel(LogitsArgs<T> a) {
+  const uint32_t row = blockIdx.x, chunk = blockIdx.y;
+  const RowPlan plan = plan_of(a, row);
+  const uint32_t begin = chunk * a.chunk, end = min(begin + a.chunk, a.vocab);
+  unsigned long long best = 0;
+  for_each_logit<kChunkThreads>(
+      a.logits + row * a.row_stride, a.col_stride, begin, end, [&](uint32_t i, float x) {
+        const unsigned long long p = pack_best(scaled_logit(x, plan.inv_temperature), i);
+        best = p > best ? p : best;
+      });
+  using Reduce = cub::BlockReduce<unsigned long long, kChunkThreads>;
+  __shared__ typename Reduce::TempStorage reduce;
+  best = Reduce(reduce).Reduce(best, MaxPacked());
+  if (threadIdx.x == 0) a.row_max[static_cast<size_t>(row) * a.chunks + chunk] = best;
+  // Each chunk zeroes its share of the row's workspace for launch 2.
+  if (!plan.greedy) {
+    uint32_t* words = reinterpret_cast<uint32_t*>(a.work + row);
+    const uint32_t n = sizeof(RowWork) / sizeof(uint32_t);
+    const uint32_t per = (n + a.chunks - 1) / a.chunks;
+    for (uint32_t w = chunk * per + threadIdx.x; w < min(n, (chunk + 1) * per);
+         w += kChunkThreads) {
+      words[w] = 0;
+    }
+  }
+}
+
+// The row's M (largest scaled logit) and argmax from launch 1's chunk results; every
+// thread of the block calls it.
+template <uint32_t BLOCK, typename T>
+__device__ __forceinline__ unsigned long long row_max_of(const LogitsArgs<T>& a, uint32_t row,
+                                                         unsigned long long* shared_slot) {
+  unsigned long long best = 0;
+  for (uint32_t c = threadIdx.x; c < a.chunks; c += BLOCK) {
+    const unsigned long long p = a.row_max[static_cast<size_t>(row) * a.chunks + c];
+    best = p > best ? p : best;
+  }
+  if (threadIdx.x == 0) *shared_slot = 0;
+  __syncthreads();
+  if (best) atomic_max_packed(shared_slot, best);
+  __syncthreads();
+  return *shared_slot;
+}
+
+// Launch 2.
+template <typename T>
+__global__ void __launch_bounds__(kChunkThreads) RowHistogramKernel(LogitsArgs<T> a) {
+  const uint32_t row = blockIdx.x, chunk = blockIdx.y;
+  const RowPlan plan = plan_of(a, row);
+  if (plan.greedy) return;
+  __shared__ uint32_t count[kBins0], mass_high[kBins0], mass_low[kBins0];
+  __shared__ unsigned long long max_slot;
+  __shared__ typename cub::BlockReduce<unsigned long long, kChunkThreads>::TempStorage reduce;
+  const float m =
+      from_ordered_bits(static_cast<uint32_t>(row_max_of<kChunkThreads>(a, row, &max_slot) >> 32));
+  const uint64_t base = gumbel_base(a, row);
+  const uint32_t begin = chunk * a.chunk, end = min(begin + a.chunk, a.vocab);
+  const T* logits = a.logits + row * a.row_stride;
+  if (!plan.cuts) {
+    // Kept: w >= min-p's threshold (any w > 0 without min-p). Only the best key matters.
+    unsigned long long mine = 0;
+    for_each_logit<kChunkThreads>(logits, a.col_stride, begin, end, [&](uint32_t i, float x) {
+      const float d = scaled_logit(x, plan.inv_temperature) - m;
+      if (weight_key(expf(d)) >= plan.min_key) {
+        const unsigned long long p = pack_best(d - fast_log_exponential(base, i), i);
+        mine = p > mine ? p : mine;
+      }
+    });
+    mine = cub::BlockReduce<unsigned long long, kChunkThreads>(reduce).Reduce(mine, MaxPacked());
+    if (threadIdx.x == 0 && mine) atomic_max_packed(&a.work[row].row_best, mine);
+    return;
+  }
+  for (uint32_t b = threadIdx.x; b < kBins0; b += kChunkThreads) {
+    count[b] = mass_high[b] = mass_low[b] = 0;
+  }
+  __syncthreads();
+  for_each_logit<kChunkThreads>(logits, a.col_stride, begin, end, [&](uint32_t i, float x) {
+    const float d = scaled_logit(x, plan.inv_temperature) - m;
+    const uint32_t key = weight_key(expf(d));
+    if (key == 0) return;  // weight 0: never kept
+    const uint32_t b = key >> kShift0;
+    const uint32_t mantissa = (key & 0x7FFFFFu) | ((key >> 23) ? 0x800000u : 0u);
+    atomicAdd(&count[b], 1u);
+    atomicAdd(&mass_high[b], mantissa >> 12);
+    atomicAdd(&mass_low[b], mantissa & 0xFFFu);
+  });
+  __syncthreads();
+  RowWork& w = a.work[row];
+  for (uint32_t b = threadIdx.x; b < kBins0; b += kChunkThreads) {
+    if (count[b] == 0) continue;
+    atomicAdd(&w.count[b], count[b]);
+    atomicAdd(&w.mass_high[b], mass_high[b]);
+    atomicAdd(&w.mass_low[b], mass_low[b]);
+  }
+}
+
+struct SelectShared {
+  union {
+    struct {
+      uint32_t count[128];
+      uint32_t mass_high[128];
+      uint32_t mass_low[128];
+    } hist;  // a deeper level's bins
+    struct {
+      uint32_t count[kSelectThreads];
+      double mass[kSelectThreads];
+    } scan;
+  } work;
+  uint32_t buffer_id[kBuffer];
+  float buffer_d[kBuffer];  // s - M of the buffered token
+  typename cub::BlockReduce<unsigned long long, kSelectThreads>::TempStorage reduce;
+  unsigned long long packed;
+  uint32_t buffered;  // tokens in the buffer
+  uint32_t chosen_bin;
+  uint32_t above_count, bin_count;
+  double above_mass, bin_mass, total;
+  uint32_t tie_cut;
+};
+
+// Exclusive prefix sums over threads of (count, mass) in a fixed order (Hillis-Steele);
+// also the total mass. Starts and ends with a barrier.
+__device__ __forceinline__ void scan_bins(SelectShared& s, uint32_t count, double mass,
+                                          uint32_t& count_before, double& mass_before,
+                                          double& total) {
+  const uint32_t tid = threadIdx.x;
+  uint32_t* counts = s.work.scan.count;
+  double* masses = s.work.scan.mass;
+  __syncthreads();
+  counts[tid] = count;
+  masses[tid] = mass;
+  __syncthreads();
+  for (uint32_t offset = 1; offset < kSelectThreads; offset <<= 1) {
+    uint32_t c = 0;
+    double m = 0;
+    if (tid >= offset) {
+      c = counts[tid - offset];
+      m = masses[tid - offset];
+    }
+    __syncthreads();
+    counts[tid] += c;
+    masses[tid] += m;
+    __syncthreads();
+  }
+  count_before = counts[tid] - count;
+  mass_before = tid ? masses[tid - 1] : 0.0;
+  total = masses[kSelectThreads - 1];
+  __syncthreads();
+}
+
+// One level of the search: thread t owns the bins (its `owned` entries, highest first) with
+// (count, mass); picks the lowest bin that keeps its first token (fewer than k above it,
+// at most `limit` mass above it) and records it in shared memory. Returns false when no
+// bin qualifies (nothing is kept).
+template <int OWNED>
+__device__ __forceinline__ bool choose_bin(SelectShared& s, const uint32_t (&bin)[OWNED],
+                                           const uint32_t (&count)[OWNED],
+                                           const double (&mass)[OWNED], uint32_t above_count,
+                                           double above_mass, const RowPlan& plan, bool cuts_p,
+                                           bool first_level, double& limit) {
+  uint32_t my_count = 0;
+  double my_mass = 0;
+#pragma unroll
+  for (int j = 0; j < OWNED; ++j) {
+    my_count += count[j];
+    my_mass += mass[j];
+  }
+  uint32_t count_before;
+  double mass_before, total;
+  scan_bins(s, my_count, my_mass, count_before, mass_before, total);
+  if (first_level) limit = static_cast<double>(plan.top_p) * total;  // level 0's total is S
+  if (threadIdx.x == 0) s.chosen_bin = kNone;
+  __syncthreads();
+  uint32_t c = above_count + count_before;
+  double m = above_mass + mass_before;
+  uint32_t bin_above_count[OWNED];
+  double bin_above_mass[OWNED];
+#pragma unroll
+  for (int j = 0; j < OWNED; ++j) {
+    bin_above_count[j] = c;
+    bin_above_mass[j] = m;
+    const bool qualifies = bin[j] != kNone && count[j] > 0 && static_cast<int64_t>(c) < plan.k &&
+                           !(cuts_p && m > limit);
+    if (qualifies) atomicMin(&s.chosen_bin, bin[j]);
+    c += count[j];
+    m += mass[j];
+  }
+  __syncthreads();
+  const uint32_t chosen = s.chosen_bin;
+  if (chosen == kNone) return false;
+#pragma unroll
+  for (int j = 0; j < OWNED; ++j) {
+    if (bin[j] == chosen) {
+      s.above_count = bin_above_count[j];
+      s.above_mass = bin_above_mass[j];
+      s.bin_count = count[j];
+      s.bin_mass = mass[j];
+    }
+  }
+  __syncthreads();
+  return true;
+}
+
+// Launch 3.
+template <typename T>
+__global__ void __launch_bounds__(kSelectThreads) RowSelectKernel(LogitsArgs<T> a) {
+  __shared__ SelectShared s;
+  const uint32_t row = blockIdx.x, tid = threadIdx.x;
+  const RowPlan plan = plan_of(a, row);
+  const unsigned long long top = row_max_of<kSelectThreads>(a, row, &s.packed);
+  if (plan.greedy) {
+    // top_k == 1 keeps the argmax unless top-p < 0 or min-p > 1 cut it.
+    const bool kept =
+        !(a.temperature[row] > 0.f) || (!(plan.top_p < 0.f) && plan.min_key <= 0x3F800000u);
+    if (tid == 0) a.output[row] = kept ? static_cast<int32_t>(packed_id(top)) : 0;
+    return;
+  }
+  const RowWork& w = a.work[row];
+  if (!plan.cuts) {
+    if (tid == 0) a.output[row] = w.row_best ? static_cast<int32_t>(packed_id(w.row_best)) : 0;
+    return;
+  }
+  const float m = from_ordered_bits(static_cast<uint32_t>(top >> 32));
+  const T* logits = a.logits + row * a.row_stride;
+  const bool cuts_k = plan.k < static_cast<int64_t>(a.vocab);
+  const bool cuts_p = plan.top_p < 1.f;
+
+  // Level 0 from the workspace: thread t owns bins 2047 - 2t and 2046 - 2t.
+  double limit = 0;
+  uint32_t prefix = 0, above_count = 0;
+  double above_mass = 0;
+  bool nothing_kept = false;
+  uint32_t threshold = 0, tie_key = kNone, tie_keep = 0;
+  {
+    uint32_t bin[2], count[2];
+    double mass[2];
+#pragma unroll
+    for (int j = 0; j < 2; ++j) {
+      bin[j] = kBins0 - 1 - (2 * tid + j);
+      count[j] = w.count[bin[j]];
+      mass[j] = (4096.0 * w.mass_high[bin[j]] + w.mass_low[bin[j]]) *
+                mantissa_unit(bin[j] >> (23 - kShift0));
+    }
+    nothing_kept = !choose_bin<2>(s, bin, count, mass, 0, 0.0, plan, cuts_p, true, limit);
+  }
+  // Every token at or above the boundary bin, kept in shared memory when they fit (top-k,
+  // and top-p on peaked rows): the deeper levels, the tie and the draw then read no row.
+  const bool all_buffered = !nothing_kept && s.above_count + s.bin_count <= kBuffer;
+  if (all_buffered) {
+    const uint32_t lowest = s.chosen_bin;
+    if (tid == 0) s.buffered = 0;
+    __syncthreads();
+    for_each_logit<kSelectThreads>(logits, a.col_stride, 0u, a.vocab, [&](uint32_t i, float x) {
+      const float d = scaled_logit(x, plan.inv_temperature) - m;
+      const uint32_t key = weight_key(expf(d));
+      if (key != 0 && (key >> kShift0) >= lowest) {
+        const uint32_t slot = atomicAdd(&s.buffered, 1u);
+        s.buffer_id[slot] = i;
+        s.buffer_d[slot] = d;
+      }
+    });
+    __syncthreads();
+  }
+  // Deeper levels inside the boundary bin, from the buffer, or from the row until the
+  // current prefix's tokens fit in the buffer (collected by the first row pass that can).
+  bool buffered = all_buffered;
+  for (int level = 0; !nothing_kept; ++level) {
+    const uint32_t shift = logits_level_shift(level);
+    prefix |= s.chosen_bin << shift;
+    above_count = s.above_count;
+    above_mass = s.above_mass;
+    const uint32_t bin_count = s.bin_count;
+    const bool whole_by_k = !cuts_k || static_cast<int64_t>(above_count) + bin_count <= plan.k;
+    const bool whole_by_p = !cuts_p || !(above_mass + s.bin_mass > limit);
+    if (whole_by_k && whole_by_p) {
+      threshold = prefix;
+      break;
+    }
+    if (level == kLogitsLevels - 1) {  // prefix is the boundary value; how much of its run?
+      threshold = prefix;
+      uint64_t keep = bin_count;
+      if (cuts_k) {
+        const uint64_t room_k = static_cast<uint64_t>(plan.k - static_cast<int64_t>(above_count));
+        keep = room_k < keep ? room_k : keep;
+      }
+      if (cuts_p) {
+        const double room = (limit - above_mass) / static_cast<double>(__uint_as_float(prefix));
+        if (room < static_cast<double>(keep)) keep = static_cast<uint64_t>(floor(room)) + 1;
+      }
+      if (keep < bin_count) {
+        tie_key = prefix;
+        tie_keep = static_cast<uint32_t>(keep);
+      }
+      break;
+    }
+    // Histogram of the next level among the tokens under `prefix` (bits above `shift`).
+    const uint32_t next_shift = logits_level_shift(level + 1);
+    const uint32_t next_bins = logits_level_bins(level + 1);
+    const bool collect = !buffered && bin_count <= kBuffer;
+    if (tid < 128) {
+      s.work.hist.count[tid] = s.work.hist.mass_high[tid] = s.work.hist.mass_low[tid] = 0;
+    }
+    if (tid == 0 && collect) s.buffered = 0;
+    __syncthreads();
+    auto add = [&](uint32_t id, float d) {
+      const uint32_t key = weight_key(expf(d));
+      if (key == 0 || (key >> shift) != (prefix >> shift)) return;
+      if (collect) {
+        const uint32_t slot = atomicAdd(&s.buffered, 1u);
+        s.buffer_id[slot] = id;
+        s.buffer_d[slot] = d;
+      }
+      const uint32_t b = (key >> next_shift) & (next_bins - 1);
+      const uint32_t mantissa = (key & 0x7FFFFFu) | ((key >> 23) ? 0x800000u : 0u);
+      atomicAdd(&s.work.hist.count[b], 1u);
+      atomicAdd(&s.work.hist.mass_high[b], mantissa >> 12);
+      atomicAdd(&s.work.hist.mass_low[b], mantissa & 0xFFFu);
+    };
+    if (buffered) {
+      for (uint32_t c = tid; c < s.buffered; c += kSelectThreads)
+        add(s.buffer_id[c], s.buffer_d[c]);
+    } else {
+      for_each_logit<kSelectThreads>(logits, a.col_stride, 0u, a.vocab, [&](uint32_t i, float x) {
+        add(i, scaled_logit(x, plan.inv_temperature) - m);
+      });
+    }
+    __syncthreads();
+    buffered = buffered || collect;
+    uint32_t bin[1] = {kNone}, count[1] = {0};
+    double mass[1] = {0};
+    if (tid < next_bins) {
+      bin[0] = next_bins - 1 - tid;
+      count[0] = s.work.hist.count[bin[0]];
+      mass[0] = (4096.0 * s.work.hist.mass_high[bin[0]] + s.work.hist.mass_low[bin[0]]) *
+                mantissa_unit(prefix >> 23);
+    }
+    nothing_kept =
+        !choose_bin<1>(s, bin, count, mass, above_count, above_mass, plan, cuts_p, false, limit);
+  }
+  // An empty kept set happens only at level 0 (k <= 0, p < 0): the deeper levels always
+  // find the boundary bin's first token kept.
+
+  // min-p: a second lower bound; it voids the tie rule when it lies above the run.
+  if (plan.min_key > threshold) {
+    threshold = plan.min_key;
+    tie_key = kNone;
+  }
+  auto entry = [&](uint32_t i) {
+    return scaled_logit(static_cast<float>(logits[static_cast<int64_t>(i) * a.col_stride]),
+                        plan.inv_temperature) -
+           m;
+  };
+  // Tie: the tie_keep-th lowest id of the run key == tie_key (from the buffer, which holds
+  // the whole run, or from the row: each thread counts the run in its own slice and one
+  // scan finds the slice).
+  uint32_t tie_cut = kNone;
+  if (!nothing_kept && tie_key != kNone) {
+    if (tid == 0) s.tie_cut = kNone;
+    __syncthreads();
+    if (buffered) {
+      const uint32_t n = s.buffered;
+      for (uint32_t c = tid; c < n; c += kSelectThreads) {
+        if (weight_key(expf(s.buffer_d[c])) != tie_key) continue;
+        uint32_t smaller = 0;
+        for (uint32_t o = 0; o < n; ++o) {
+          smaller += s.buffer_id[o] < s.buffer_id[c] && weight_key(expf(s.buffer_d[o])) == tie_key;
+        }
+        if (smaller + 1 == tie_keep) s.tie_cut = s.buffer_id[c];
+      }
+    } else {
+      const uint32_t slice = (a.vocab + kSelectThreads - 1) / kSelectThreads;
+      const uint32_t begin = min(tid * slice, a.vocab), end = min(begin + slice, a.vocab);
+      uint32_t mine = 0;
+      for (uint32_t i = begin; i < end; ++i) mine += weight_key(expf(entry(i))) == tie_key;
+      uint32_t before;
+      double unused_mass, unused_total;
+      scan_bins(s, mine, 0.0, before, unused_mass, unused_total);
+      if (before < tie_keep && tie_keep <= before + mine) {
+        uint32_t seen = before;
+        for (uint32_t i = begin; i < end; ++i) {
+          if (weight_key(expf(entry(i))) == tie_key && ++seen == tie_keep) {
+            s.tie_cut = i;
+            break;
+          }
+        }
+      }
+    }
+    __syncthreads();
+    tie_cut = s.tie_cut;
+  }
+
+  // Gumbel-max over the kept tokens: from the buffer when it holds every token at or above
+  // the boundary bin, else from the row.
+  unsigned long long mine = 0;
+  if (!nothing_kept) {
+    const uint64_t base = gumbel_base(a, row);
+    auto consider = [&](uint32_t i, float d) {
+      const uint32_t key = weight_key(expf(d));
+      if (key < threshold || (key == tie_key && i > tie_cut)) return;
+      const unsigned long long p = pack_best(d - fast_log_exponential(base, i), i);
+      mine = p > mine ? p : mine;
+    };
+    if (all_buffered) {
+      for (uint32_t c = tid; c < s.buffered; c += kSelectThreads) {
+        consider(s.buffer_id[c], s.buffer_d[c]);
+      }
+    } else {
+      for_each_logit<kSelectThreads>(logits, a.col_stride, 0u, a.vocab, [&](uint32_t i, float x) {
+        consider(i, scaled_logit(x, plan.inv_temperature) - m);
+      });
+    }
+  }
+  mine = cub::BlockReduce<unsigned long long, kSelectThreads>(s.reduce).Reduce(mine, MaxPacked());
+  if (tid == 0) a.output[row] = mine ? static_cast<int32_t>(packed_id(mine)) : 0;
+}
+
+// Blocks per row: enough (row, chunk) blocks to give every multiprocessor two, each chunk
+// at least kMinChunk tokens; 1 when the batch alone does.
+inline uint32_t logits_chunks(uint32_t rows, uint32_t vocab, int multiprocessors) {
+  const uint64_t want = 2ull * static_cast<uint64_t>(multiprocessors > 0 ? multiprocessors : 1);
+  const uint32_t by_batch = static_cast<uint32_t>((want + rows - 1) / rows);
+  const uint32_t by_vocab = (vocab + kMinChunk - 1) / kMinChunk;
+  const uint32_t g = by_batch < by_vocab ? by_batch : by_vocab;
+  return g > 0 ? g : 1;
+}
+
+// Workspace bytes for `rows` rows split into `chunks`.
+inline size_t logits_workspace_bytes(uint32_t rows, uint32_t chunks) {
+  return static_cast<size_t>(rows) * (sizeof(RowWork) + chunks * sizeof(unsigned long long));
+}
+
+// Launches the three kernels on `stream`; the caller has checked every argument and
+// provides a workspace of logits_workspace_bytes(rows, chunks) bytes (any contents).
+template <typename T>
+cudaError_t TopKTopPMinPSamplingFromLogits(LogitsArgs<T> a, uint32_t rows, void* workspace,
+                                           cudaStream_t stream) {
+  a.work = static_cast<RowWork*>(workspace);
+  a.row_max = reinterpret_cast<unsigned long long*>(a.work + rows);
+  const uint32_t per_chunk = (a.vocab + a.chunks - 1) / a.chunks;
+  a.chunk = (per_chunk + 15u) / 16u * 16u;
+  a.chunks = (a.vocab + a.chunk - 1) / a.chunk;
+  const dim3 split(rows, a.chunks);
+  RowMaxKernel<T><<<split, kChunkThreads, 0, stream>>>(a);
+  RowHistogramKernel<T><<<split, kChunkThreads, 0, stream>>>(a);
+  RowSelectKernel<T><<<rows, kSelectThreads, 0, stream>>>(a);
+  return cudaGetLastError();
+}
+
+}  // namespace sgl_sampling
