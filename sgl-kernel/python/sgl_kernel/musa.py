@@ -598,3 +598,92 @@ def top_k_top_p_min_p_sampling_from_probs(
     out = torch.empty(rows, dtype=torch.int32, device=probs.device)
     _ops.top_k_top_p_min_p_sampling_from_probs.default(probs, out, k, p, m, seeds, positions)
     return out
+
+
+_LOGIT_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+
+
+def top_k_top_p_min_p_sampling_from_logits(
+    logits: torch.Tensor,
+    temperature: Param,
+    top_k: Param,
+    top_p: Param,
+    min_p: Param,
+    seeds: Optional[torch.Tensor] = None,
+    positions: Optional[torch.Tensor] = None,
+    generator: Optional[torch.Generator] = None,
+) -> torch.Tensor:
+    r"""Draw one token per row from logits: temperature, top-k, top-p and min-p in one op.
+
+    Per row (docs/sampling.md, "From logits"): the scaled logits
+    :math:`s = x \cdot \mathrm{fl}(1/T)` in float32, NaN and -inf as the most negative
+    float32, +inf as the largest. A row with ``temperature <= 0`` (or NaN) is greedy: the
+    argmax of ``s``, ties to the lower id; so is a row with ``top_k == 1``. Other rows keep
+    the tokens of ``top_k_top_p_min_p_sampling_from_probs``'s definition over the weights
+    :math:`w_i = \exp(s_i - \max s)` (the softmax up to its total; float32) and draw among
+    them by Gumbel-max with uniforms hashed from (seed, position, token id): the token
+    depends only on the row, its parameters, seed and position, never on its batch slot
+    or batch-mates. Nothing kept: token 0.
+
+    Parameters
+    ----------
+    logits : torch.Tensor
+        (batch, vocab) float32, float16 or bfloat16, any strides: read where they are, no
+        copy (float64 is converted to float32 first). Vocab below 2^20.
+    temperature, top_k, top_p, min_p : number or torch.Tensor
+        One value for every row, or a 1-D tensor with one value per row (converted to
+        float32 / int32 / float32 / float32). Every value is defined: temperature <= 0
+        greedy; k <= 0 and p < 0 keep nothing, k >= vocab, p >= 1, min_p <= 0 and NaN p or
+        min_p cut nothing.
+    seeds : torch.Tensor, optional
+        Integer (batch,) seeds (made int64). None: drawn from ``generator`` on the logits'
+        device (no host sync; graph-capturable).
+    positions : torch.Tensor, optional
+        Integer (batch,) positions of the tokens being sampled (made int64); None: 0.
+    generator : torch.Generator, optional
+        Used only to draw ``seeds`` when they are not given.
+
+    Returns
+    -------
+    torch.Tensor
+        int32 (batch,) token ids.
+
+    Example
+    -------
+    >>> logits = torch.tensor([[1.0, 3.0, 2.0]])
+    >>> sgl_kernel.top_k_top_p_min_p_sampling_from_logits(logits, 0.0, -1, 1.0, 0.0)
+    tensor([1], dtype=torch.int32)
+
+    Note
+    ----
+    The GPU computes ``exp`` in float32 with its own rounding (a few ulp from the CPU's),
+    so the two agree token for token except where a weight lies within that rounding of
+    a filter's boundary or two Gumbel keys nearly tie.
+    """
+    if not isinstance(logits, torch.Tensor):
+        raise TypeError(f"logits must be a torch.Tensor, got {type(logits).__name__}")
+    if logits.dtype == torch.float64:
+        logits = logits.float()
+    elif logits.dtype not in _LOGIT_DTYPES:
+        raise TypeError(
+            f"logits must be float16, bfloat16, float32 or float64, got {_dtype_name(logits.dtype)}"
+        )
+    if logits.dim() != 2:
+        raise RuntimeError(f"logits must be 2-D (batch, vocab), got shape {list(logits.shape)}")
+    t = _fused_row_param("temperature", temperature, logits, torch.float32)
+    k = _fused_row_param("top_k", top_k, logits, torch.int32)
+    p = _fused_row_param("top_p", top_p, logits, torch.float32)
+    m = _fused_row_param("min_p", min_p, logits, torch.float32)
+    rows = logits.size(0)
+    if seeds is None:
+        seeds = torch.randint(
+            _SEED_LOW, _SEED_HIGH, (rows,), dtype=torch.int64, device=logits.device,
+            generator=generator,
+        )  # fmt: skip
+    else:
+        seeds = _fused_int64_rows("seeds", seeds, logits)
+    if positions is not None:
+        positions = _fused_int64_rows("positions", positions, logits)
+    out = torch.empty(rows, dtype=torch.int32, device=logits.device)
+    _ops.top_k_top_p_min_p_sampling_from_logits.default(logits, out, t, k, p, m, seeds, positions)
+    return out

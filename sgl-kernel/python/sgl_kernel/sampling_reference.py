@@ -516,6 +516,91 @@ def top_k_top_p_min_p_sampling_from_probs(
     output.copy_(fused_sample(probs, top_k, top_p, min_p, seeds, positions).to(torch.int32))
 
 
+# ----------------------------------------------------------------------------- from logits
+# top_k_top_p_min_p_sampling_from_logits (issue 16): docs/sampling.md, "From logits".
+
+_LOGIT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+
+def _validate_from_logits(
+    logits, output, temperature, top_k, top_p, min_p, seeds, positions, check_values=True
+) -> None:
+    op = "top_k_top_p_min_p_sampling_from_logits"
+    if logits.dtype not in _LOGIT_DTYPES:
+        _fail(op, f"logits must be float32, float16 or bfloat16, got {_dtype_name(logits.dtype)}")
+    if logits.dim() != 2:
+        _fail(op, f"logits must be 2-D (batch, vocab), got shape {_shape(logits)}")
+    if not 0 < logits.size(1) <= FUSED_MAX_VOCAB:
+        _fail(
+            op,
+            "logits must have a vocab size in [1, 2^20) (the kernel sums masses exactly in 32 "
+            f"bits), got shape {_shape(logits)}",
+        )
+    rows = logits.size(0)
+    for name, t, dtype in (
+        ("output", output, torch.int32),
+        ("temperature", temperature, torch.float32),
+        ("top_k", top_k, torch.int32),
+        ("top_p", top_p, torch.float32),
+        ("min_p", min_p, torch.float32),
+        ("seeds", seeds, torch.int64),
+        ("positions", positions, torch.int64),
+    ):
+        if t is not None or name != "positions":
+            _check_vector(op, name, t, dtype, rows, logits)
+
+
+def scaled_logits(logits: torch.Tensor, temperature: torch.Tensor) -> torch.Tensor:
+    """float32 s = logits * float32(1 / temperature), NaN and -inf -> -FLOAT32_MAX, +inf ->
+    FLOAT32_MAX; rows with temperature <= 0 or NaN (greedy) are not scaled. The product and
+    the reciprocal round once each in float32, so every device computes the same s."""
+    t = temperature.view(-1, 1)
+    inverse = torch.where(t > 0, 1.0 / t, torch.ones_like(t))
+    s = logits.float() * inverse
+    return torch.nan_to_num(s, nan=-_FLOAT32_MAX, posinf=_FLOAT32_MAX, neginf=-_FLOAT32_MAX)
+
+
+def logit_weights(s: torch.Tensor) -> torch.Tensor:
+    """float32 w = exp(s - max s) per row: the probabilities (up to the row's total) that
+    the filters see; 1 at the maximum, so every row is valid."""
+    return torch.exp(s - s.amax(dim=-1, keepdim=True))
+
+
+def from_logits_sample(logits, temperature, top_k, top_p, min_p, seeds, positions) -> torch.Tensor:
+    """int64 [B]: greedy rows (temperature <= 0 or NaN) and top_k == 1 rows take the argmax
+    of s (the first maximum; top_k == 1 keeps it unless top_p < 0 or min_p > 1: token 0);
+    the others the fused op's kept set over w, drawn by the Gumbel-max of
+    (s - max s) - log(E), E = seeded_exponential(seed, position, id); nothing kept: 0."""
+    s = scaled_logits(logits, temperature)
+    rows = s.size(0)
+    if positions is None:
+        positions = torch.zeros(rows, dtype=torch.int64, device=s.device)
+    greedy_token = torch.argmax(s, dim=-1)  # the first maximum: ties to the lower id
+    d = s - s.amax(dim=-1, keepdim=True)
+    keep = fused_keep(torch.exp(d), top_k, top_p, min_p)
+    key = d.double() - torch.log(seeded_exponential(seeds, positions, s.size(-1)))
+    key = torch.where(keep, key, float("-inf"))
+    token = torch.where(keep.any(dim=-1), torch.argmax(key, dim=-1), 0)
+    sampled = temperature > 0  # NaN: greedy
+    top1_kept = ~(top_p < 0) & ~(min_p > 1)
+    top1 = torch.where(top1_kept, greedy_token, 0)
+    token = torch.where(top_k == 1, top1, token)
+    return torch.where(sampled, token, greedy_token)
+
+
+def top_k_top_p_min_p_sampling_from_logits(
+    logits, output, temperature, top_k, top_p, min_p, seeds, positions
+) -> None:
+    _validate_from_logits(logits, output, temperature, top_k, top_p, min_p, seeds, positions)
+    if logits.size(0) == 0:
+        return
+    token = from_logits_sample(logits, temperature, top_k, top_p, min_p, seeds, positions)
+    output.copy_(token.to(torch.int32))
+
+
+VALIDATORS["top_k_top_p_min_p_sampling_from_logits"] = _validate_from_logits
+
+
 # Every op of the library, in schema order; registration and tests iterate this.
 OPS = {
     "top_k_renorm_probs": top_k_renorm_probs,
@@ -527,4 +612,5 @@ OPS = {
     "top_k_top_p_sampling_from_probs": top_k_top_p_sampling_from_probs,
     "min_p_sampling_from_probs": min_p_sampling_from_probs,
     "top_k_top_p_min_p_sampling_from_probs": top_k_top_p_min_p_sampling_from_probs,
+    "top_k_top_p_min_p_sampling_from_logits": top_k_top_p_min_p_sampling_from_logits,
 }
