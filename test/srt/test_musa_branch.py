@@ -81,7 +81,7 @@ def test_musa_branch_imports_and_calls_the_sgl_kernel_ops(clean_platform):
     try:
         assert common.is_musa()
         musa_sampler = importlib.reload(sampler_module)
-        fused = "top_k_top_p_min_p_sampling_from_probs"
+        fused = "top_k_top_p_min_p_sampling_from_logits"
         assert getattr(musa_sampler, fused) is getattr(sgl_kernel, fused)
         assert musa_sampler.seeded_exponential is sgl_kernel.sampling_reference.seeded_exponential
         musa = types.SimpleNamespace(type="musa")
@@ -101,7 +101,11 @@ def test_musa_branch_imports_and_calls_the_sgl_kernel_ops(clean_platform):
             lambda *a, **k: pytest.fail("the sort-based pytorch path was used"),
         )
         logits = torch.randn(4, 50)
-        for params in [SamplingParams(top_k=5, top_p=0.9), SamplingParams(top_k=5, min_p=0.1)]:
+        for params in [
+            SamplingParams(top_k=5, top_p=0.9),
+            SamplingParams(top_k=5, min_p=0.1),
+            SamplingParams(temperature=0),
+        ]:
             called.clear()
             info = SamplingBatchInfo.from_sampling_params([params] * 4, "cpu")
             ids = musa_sampler.Sampler("flashinfer")(

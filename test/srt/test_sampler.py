@@ -263,16 +263,16 @@ def test_unseeded_requests_in_a_seeded_batch_stay_random(backend, device):
 def _spy_kernel_backend(monkeypatch):
     """Records the row count of every fused-op call; the sort path must not run."""
     calls = []
-    real = sampler_module.top_k_top_p_min_p_sampling_from_probs
+    real = sampler_module.top_k_top_p_min_p_sampling_from_logits
 
-    def spy(probs, *args, **kwargs):
-        calls.append(probs.size(0))
-        return real(probs, *args, **kwargs)
+    def spy(logits, *args, **kwargs):
+        calls.append(logits.size(0))
+        return real(logits, *args, **kwargs)
 
     def no_sort_path(*args, **kwargs):
         raise AssertionError("the kernel backend took the sort-based path")
 
-    monkeypatch.setattr(sampler_module, "top_k_top_p_min_p_sampling_from_probs", spy)
+    monkeypatch.setattr(sampler_module, "top_k_top_p_min_p_sampling_from_logits", spy)
     monkeypatch.setattr(sampler_module, "top_k_top_p_min_p_sampling_from_probs_torch", no_sort_path)
     return calls
 

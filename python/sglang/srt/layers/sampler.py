@@ -5,33 +5,33 @@ The path a batch takes, top to bottom in Sampler.forward:
 1. Checks (sampler_inputs.py): every per-row argument has one entry per logits row,
    else ValueError. With SGLANG_ENABLE_NAN_DETECTION, NaN / +inf logits are reported
    (a warning; ValueError in CI, SGLANG_IS_IN_CI) at the cost of one host sync.
-2. Divide by each row's temperature (greedy rows: 1) in float32 and sanitise: +inf
-   becomes the largest float32, NaN and -inf the most negative, always, without a
-   host sync, so every row is a proper distribution.
-3. All requests greedy -> argmax. Otherwise softmax and sample every row from its own
-   top-k, top-p and min-p (one definition for every row, whatever its batch-mates use;
-   docs/sampling.md, "The fused seeded op"): a row keeps, in order of probability (ties
-   by token id), the tokens of rank < k whose higher-ranked mass is at most p times the
-   row's total and whose probability is at least min_p times the row's largest.
-   Greedy rows of a mixed batch take the argmax.
-4. Logprobs, if asked: of the temperature-scaled distribution, for the sampled token,
-   the top-N tokens per request, and requested token ids.
+2. Sample every row (one definition for every row, whatever its batch-mates use;
+   docs/sampling.md, "From logits"): the scaled logits s = logits * float32(1 /
+   temperature), non-finite values sanitised (+inf -> the largest float32, NaN and -inf
+   -> the most negative); greedy rows (top_k == 1) take the argmax of s; the others
+   keep, over the weights w = exp(s - max s) in order of weight (ties by token id), the
+   tokens of rank < k whose higher-ranked mass is at most p times the row's total and
+   whose weight is at least min_p times the largest, and draw among them.
+3. Logprobs, if asked: log_softmax(s), computed only then, for the sampled token, the
+   top-N tokens per request, and requested token ids.
 
-Backends: "flashinfer" runs sgl_kernel's fused seeded op
-(top_k_top_p_min_p_sampling_from_probs; on MUSA from this tree's MUSA build, imported
-in the is_musa() branch below), one launch for every non-greedy batch, seeded or not,
-min-p or not; "pytorch" sorts each row. The default is "flashinfer" whenever the kernels
-are available for the logits' device (CUDA or MUSA), else "pytorch"; choose with
+Backends: "flashinfer" runs sgl_kernel's from-logits op
+(top_k_top_p_min_p_sampling_from_logits; on MUSA from this tree's MUSA build, imported
+in the is_musa() branch below): one call from logits to ids for every batch, greedy,
+seeded or not, min-p or not, with no [batch, vocab] temporary. "pytorch" computes s and
+w with torch and sorts each row. The default is "flashinfer" whenever the kernels are
+available for the logits' device (CUDA or MUSA), else "pytorch"; choose with
 Sampler(sampling_backend=...) or SGLANG_SAMPLING_BACKEND.
 
 Draws: a row's token is the Gumbel-max over its kept tokens with uniforms hashed from
 (seed, position, token id) (sgl_kernel.sampling_reference.seeded_exponential, the one
 definition of the hash). Requests with a sampling_seed use it, so the same seed and
-position give the same token on both backends (except at float near-ties: the kernel's
-keys are float32, the pytorch path's float64) and never depend on the batch slot or the
-batch-mates. On the kernel backend the other rows get seeds drawn on the device from
-torch's generator at every step (no host sync; graph-capturable); the pytorch backend
-draws them with torch.multinomial.
+position give the same token on both backends (except at float near-ties: the kernel
+computes exp and its keys in float32, the pytorch path in torch's float32 exp and
+float64 keys) and never depend on the batch slot or the batch-mates. On the kernel
+backend the other rows get seeds drawn on the device from torch's generator at every
+step (no host sync; graph-capturable); the pytorch backend draws them with
+torch.multinomial.
 """
 
 from __future__ import annotations
@@ -55,13 +55,13 @@ _KERNEL_DEVICES = ("cuda", "musa")
 
 if is_musa():
     # Moore Threads GPUs: the fused sampling kernel from sgl-kernel's MUSA build.
-    from sgl_kernel import top_k_top_p_min_p_sampling_from_probs
+    from sgl_kernel import top_k_top_p_min_p_sampling_from_logits
     from sgl_kernel.sampling_reference import seeded_exponential
 
     KERNELS_UNAVAILABLE_REASON: Optional[str] = None
 else:
     try:
-        from sgl_kernel import top_k_top_p_min_p_sampling_from_probs
+        from sgl_kernel import top_k_top_p_min_p_sampling_from_logits
         from sgl_kernel.sampling_reference import seeded_exponential
 
         KERNELS_UNAVAILABLE_REASON = None
@@ -122,23 +122,16 @@ class Sampler(nn.Module):
         check_batch(logits, sampling_info, top_logprobs_nums, token_ids_logprobs, positions)
         if self.enable_nan_detection:
             report_non_finite(logits)
+        if sampling_info.sampling_seed is not None and positions is None:
+            raise ValueError("Sampler.forward needs positions when a request sets sampling_seed")
 
-        # Everything below reads `scaled`: float32, finite. Greedy rows carry temperature
-        # 1, so an all-greedy batch skips the division.
-        if sampling_info.is_all_greedy:
-            scaled = sanitize_logits(logits, owned=False)
-            next_ids = torch.argmax(scaled, dim=-1)
+        if self._backend_for(logits.device) == "pytorch":
+            next_ids = self._sample_with_torch(logits, sampling_info, positions)
         else:
-            scaled = sanitize_logits(logits / sampling_info.temperatures, owned=True)
-            probs = torch.softmax(scaled, dim=-1)
-            next_ids = self._sample(probs, sampling_info, positions)
-            if sampling_info.has_greedy:
-                greedy = sampling_info.top_ks == 1
-                next_ids = torch.where(greedy, torch.argmax(scaled, dim=-1), next_ids.long())
-        next_ids = next_ids.to(torch.int32)
+            next_ids = self._sample_with_kernel(logits, sampling_info, positions)
 
         if return_logprob:
-            logprobs = torch.log_softmax(scaled, dim=-1)
+            logprobs = torch.log_softmax(scaled_logits(logits, sampling_info), dim=-1)
             attach_logprobs(
                 logits_output, logprobs, next_ids, top_logprobs_nums, token_ids_logprobs
             )
@@ -151,43 +144,60 @@ class Sampler(nn.Module):
             )
         return self._backend_by_device[device.type]
 
-    def _sample(self, probs, info: SamplingBatchInfo, positions) -> torch.Tensor:
+    @staticmethod
+    def _sample_with_torch(logits, info: SamplingBatchInfo, positions) -> torch.Tensor:
         seeds = info.sampling_seed
-        if seeds is not None and positions is None:
-            raise ValueError("Sampler.forward needs positions when a request sets sampling_seed")
-        if self._backend_for(probs.device) == "pytorch":
-            if seeds is not None and seeded_exponential is None:
-                raise RuntimeError(
-                    "seeded sampling (sampling_seed) needs sgl_kernel's seeded_exponential: "
-                    f"{KERNELS_UNAVAILABLE_REASON}"
-                )
-            return top_k_top_p_min_p_sampling_from_probs_torch(
-                probs,
-                info.top_ks,
-                info.top_ps,
-                info.min_ps,
-                info.need_min_p_sampling,
-                seeds,
-                positions,
+        if seeds is not None and seeded_exponential is None:
+            raise RuntimeError(
+                "seeded sampling (sampling_seed) needs sgl_kernel's seeded_exponential: "
+                f"{KERNELS_UNAVAILABLE_REASON}"
             )
-        return self._sample_with_kernel(probs, info, positions)
+        scaled = scaled_logits(logits, info)
+        greedy = torch.argmax(scaled, dim=-1)  # the first maximum: ties to the lower id
+        if info.is_all_greedy:
+            return greedy.to(torch.int32)
+        weights = torch.exp(scaled - scaled.amax(dim=-1, keepdim=True))
+        next_ids = top_k_top_p_min_p_sampling_from_probs_torch(
+            weights,
+            info.top_ks,
+            info.top_ps,
+            info.min_ps,
+            info.need_min_p_sampling,
+            seeds,
+            positions,
+        )
+        if info.has_greedy:
+            next_ids = torch.where(info.top_ks == 1, greedy, next_ids)
+        return next_ids.to(torch.int32)
 
     @staticmethod
-    def _sample_with_kernel(probs, info: SamplingBatchInfo, positions) -> torch.Tensor:
-        """One fused launch: every row by its own filters and its (seed, position)."""
-        # No seeds: the op draws every row's seed on the device, at every step (no host
-        # sync); no positions: zeros. A seeded batch's unseeded rows get fresh draws here,
-        # its seeded rows keep their own seed.
+    def _sample_with_kernel(logits, info: SamplingBatchInfo, positions) -> torch.Tensor:
+        """One op from logits to ids: every row by its own temperature, filters and (seed,
+        position); greedy rows (top_k == 1) take the argmax."""
+        # No seeds: the op draws every row's seed on the device (no host sync). A seeded
+        # batch's unseeded rows get fresh draws here, its seeded rows keep their own seed.
         seeds = info.sampling_seed
         if seeds is not None and info.seeded_rows is not None:
             drawn = torch.randint(
-                -(2**63), 2**63 - 1, seeds.shape, dtype=torch.int64, device=probs.device
+                -(2**63), 2**63 - 1, seeds.shape, dtype=torch.int64, device=logits.device
             )
             kept = info.seeded_rows
             seeds = drawn.index_copy(0, kept, seeds.index_select(0, kept))
-        return top_k_top_p_min_p_sampling_from_probs(
-            probs, info.top_ks, info.top_ps, info.min_ps, seeds=seeds, positions=positions
+        return top_k_top_p_min_p_sampling_from_logits(
+            logits,
+            info.temperatures.view(-1),
+            info.top_ks,
+            info.top_ps,
+            info.min_ps,
+            seeds=seeds,
+            positions=positions,
         )
+
+
+def scaled_logits(logits: torch.Tensor, info: SamplingBatchInfo) -> torch.Tensor:
+    """float32 logits * float32(1 / temperature) with non-finite values sanitised
+    (sampler_inputs.py): the same s as the kernel's (both products round once)."""
+    return sanitize_logits(logits * torch.reciprocal(info.temperatures), owned=True)
 
 
 # ----------------------------------------------------------------------------- pytorch path
