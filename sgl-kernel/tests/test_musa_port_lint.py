@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from torchada_porter import torchada_port_in_place
 
 KERNEL_DIR = Path(__file__).resolve().parents[1]
 TOOLS = KERNEL_DIR / "tools"
@@ -125,62 +126,12 @@ def test_torch_musa_tables_win_over_torchada_on_equal_keys():
     assert dict(rules)["CUDAStream"] == "MUSAStream" and dict(rules)["x"] == "y"
 
 
-TORCHADA_PORT = r"""
-import json, os, sys, types
-import torchada.utils.cpp_extension as ce
-
-root, mapping_file, extra = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
-tables = json.load(open(mapping_file))["tables"]
-
-
-class SimplePorting:
-    # torch_musa.utils.simple_porting.SimplePorting as it behaves (torch_musa is not
-    # installable here): a mirror directory made at init, its JSON tables merged over
-    # the given rules with dict.update, longest key first, modify_file on every file.
-    def __init__(self, cuda_dir_path=None, ignore_dir_paths=None, mapping_rule=None,
-                 drop_default_mapping=False, mapping_dir_path=None):
-        self.cuda_dir_path = cuda_dir_path
-        self.mapping_rule = mapping_rule
-        name = os.path.basename(cuda_dir_path) + "_musa"
-        self.musa_dir_path = os.path.realpath(os.path.join(cuda_dir_path, "..", name))
-        os.makedirs(self.musa_dir_path, exist_ok=True)
-
-    def load_replaced_mapping(self):
-        for table in tables:
-            self.mapping_rule.update(table["rules"])
-        self.mapping_rule = sorted(self.mapping_rule.items(), key=lambda kv: len(kv[0]), reverse=True)
-        print(self.mapping_rule)  # torch_musa prints it; torchada's patch swallows it
-
-    def run(self):
-        self.load_replaced_mapping()
-        for top, _, files in os.walk(self.cuda_dir_path):
-            rel = os.path.relpath(top, self.cuda_dir_path)
-            for name in files:
-                self.modify_file(os.path.join(top, name), os.path.join(self.musa_dir_path, rel, name))
-
-
-musa_sp = types.ModuleType("torch_musa.utils.simple_porting")
-musa_sp.SimplePorting = SimplePorting
-ce._patch_simple_porting_load_replaced_mapping(musa_sp)
-ce._patch_simple_porting_open(musa_sp)
-ce._patch_simple_porting_modify_file(musa_sp)
-rules = {**ce._MAPPING_RULE, **extra}  # what BuildExtension.get_mapping_rule() returns with ours
-ce._create_in_place_porter(musa_sp, os.path.realpath(root), rules).run()
-"""
-
-
 def test_the_lint_ports_exactly_like_torchadas_own_code(staged, rules, tmp_path):
     """torchada 0.1.103's real in-place porter (run in a subprocess: importing torchada
     patches torch) turns the staged tree into byte-for-byte what the lint analyses."""
     tree = tmp_path / "tree"
     shutil.copytree(staged, tree)
-    extra = json.dumps(lint.load_setup_musa().EXTRA_PORT_RULES)
-    result = subprocess.run(
-        [sys.executable, "-c", TORCHADA_PORT, str(tree), str(port.TORCH_MUSA_MAPPING), extra],
-        capture_output=True,
-        text=True,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    torchada_port_in_place(tree, lint.load_setup_musa().EXTRA_PORT_RULES)
     expected = port.port_tree(staged, rules)
     for path, text in expected.items():
         assert (tree / path.relative_to(staged)).read_text() == text, path

@@ -44,14 +44,37 @@ def tracked_tree_digest():
 
 
 @pytest.mark.parametrize(
-    "env, device, arch",
+    "env, device, arch, why",
     [
-        ({}, None, "mp_31"),
-        ({}, "mp_22", "mp_22"),
-        ({}, "mp_31", "mp_31"),
-        ({"MTGPU_TARGET": "mp_31"}, None, "mp_31"),
-        ({"MTGPU_TARGET": "mp_22"}, None, "mp_22"),
-        ({"MTGPU_TARGET": "mp_31"}, "mp_22", "mp_31"),
+        ({}, None, "mp_31", "the default: no MUSA device visible and neither"),
+        ({}, "mp_22", "mp_22", "the visible MUSA device is mp_22"),
+        ({}, "mp_31", "mp_31", "the visible MUSA device is mp_31"),
+        ({"MTGPU_TARGET": "mp_31"}, None, "mp_31", "MTGPU_TARGET=mp_31 (no MUSA device visible)"),
+        ({"MTGPU_TARGET": "mp_22"}, None, "mp_22", "MTGPU_TARGET=mp_22 (no MUSA device visible)"),
+        (
+            {"TORCH_MUSA_ARCH_LIST": "22"},
+            None,
+            "mp_22",
+            "TORCH_MUSA_ARCH_LIST=22 (no MUSA device visible)",
+        ),
+        (
+            {"MTGPU_TARGET": "mp_22", "TORCH_MUSA_ARCH_LIST": "22"},
+            "mp_22",
+            "mp_22",
+            "the visible MUSA device is mp_22, as MTGPU_TARGET=mp_22 asks",
+        ),
+        (
+            {"MTGPU_TARGET": "mp_31", "SGL_KERNEL_MUSA_ARCH_OVERRIDE": "1"},
+            "mp_22",
+            "mp_31",
+            "MTGPU_TARGET=mp_31, overriding the visible device mp_22",
+        ),
+        (
+            {"TORCH_MUSA_ARCH_LIST": "22", "SGL_KERNEL_MUSA_ARCH_OVERRIDE": "1"},
+            "mp_31",
+            "mp_22",
+            "TORCH_MUSA_ARCH_LIST=22, overriding the visible device mp_31",
+        ),
     ],
     ids=[
         "default-without-device",
@@ -59,11 +82,56 @@ def tracked_tree_digest():
         "s5000-visible",
         "target-s5000",
         "target-s4000",
-        "target-wins-over-device",
+        "arch-list-s4000",
+        "variables-agree-with-device",
+        "override-target",
+        "override-arch-list",
     ],
 )
-def test_musa_arch_selection(sm, env, device, arch):
-    assert sm.musa_arch(env, device) == arch
+def test_musa_arch_selection(sm, env, device, arch, why):
+    chosen, reason = sm.musa_arch_choice(env, device)
+    assert (chosen, sm.musa_arch(env, device)) == (arch, arch)
+    assert reason.startswith(why)
+    line = sm.arch_log_line(chosen, reason)
+    assert line.startswith(f"setup_musa.py: building for {arch} ({sm.MUSA_ARCHS[arch]}): {why}")
+
+
+@pytest.mark.parametrize(
+    "env, device, named",
+    [
+        ({"MTGPU_TARGET": "mp_31"}, "mp_22", ("MTGPU_TARGET=mp_31", "mp_22")),
+        ({"MTGPU_TARGET": "mp_22"}, "mp_31", ("MTGPU_TARGET=mp_22", "mp_31")),
+        ({"TORCH_MUSA_ARCH_LIST": "31"}, "mp_22", ("TORCH_MUSA_ARCH_LIST=31", "mp_22")),
+        (
+            {"MTGPU_TARGET": "mp_31", "TORCH_MUSA_ARCH_LIST": "31"},
+            "mp_22",
+            ("MTGPU_TARGET=mp_31", "mp_22"),
+        ),
+        (
+            {"MTGPU_TARGET": "mp_31", "SGL_KERNEL_MUSA_ARCH_OVERRIDE": "0"},
+            "mp_22",
+            ("MTGPU_TARGET=mp_31", "mp_22"),
+        ),
+    ],
+    ids=["target-on-s4000", "target-on-s5000", "arch-list", "serving-image", "override-not-1"],
+)
+def test_variables_that_disagree_with_the_device_stop_the_build(sm, env, device, named):
+    """The serving image case: MTGPU_TARGET=mp_31 and TORCH_MUSA_ARCH_LIST=31 on an S4000."""
+    variable, visible = named
+    with pytest.raises(sm.BuildError) as err:
+        sm.musa_arch_choice(env, device)
+    message = str(err.value)
+    assert variable in message and f"the visible MUSA device is {visible}" in message
+    assert "SGL_KERNEL_MUSA_ARCH_OVERRIDE=1" in message
+
+
+def test_the_two_variables_disagreeing_stop_the_build(sm):
+    with pytest.raises(
+        sm.BuildError, match=r"TORCH_MUSA_ARCH_LIST='31' disagrees with MTGPU_TARGET='mp_22'"
+    ):
+        sm.musa_arch_choice({"MTGPU_TARGET": "mp_22", "TORCH_MUSA_ARCH_LIST": "31"}, None)
+    with pytest.raises(sm.BuildError, match=r"TORCH_MUSA_ARCH_LIST='22;31' names 2 archs"):
+        sm.musa_arch_choice({"TORCH_MUSA_ARCH_LIST": "22;31"}, None)
 
 
 @pytest.mark.parametrize("target", ["mp_21", "sm_90", ""])
@@ -162,10 +230,16 @@ def test_a_torchada_without_in_place_porting_is_refused(sm, version):
         sm.check_torchada_version(version)
 
 
-def test_torchada_versions_other_than_the_checked_one_warn(sm):
-    assert sm.check_torchada_version("0.1.103") is None
-    assert "not the checked 0.1.103" in sm.check_torchada_version("0.1.68")
-    assert "not the checked 0.1.103" in sm.check_torchada_version("0.2.0")
+def test_torchada_versions_other_than_the_checked_one_stop_the_build(sm):
+    assert sm.check_torchada_version("0.1.103", {}) is None
+    for version in ("0.1.68", "0.2.0", "0.1.103.post1"):
+        with pytest.raises(
+            sm.BuildError,
+            match=rf"torchada {version} is not the checked 0.1.103.*SGL_KERNEL_MUSA_PORT_OVERRIDE=1",
+        ):
+            sm.check_torchada_version(version, {})
+        warning = sm.check_torchada_version(version, {"SGL_KERNEL_MUSA_PORT_OVERRIDE": "1"})
+        assert "warning: torchada" in warning and "not the checked 0.1.103" in warning
 
 
 def test_the_checked_torchada_is_what_the_packages_pin():
@@ -188,6 +262,8 @@ def test_extra_port_rules_reach_torchadas_mapping(sm):
             return {"cudaMalloc": "musaMalloc"}
 
     rules = sm.with_port_rules(TorchadaLike)().get_mapping_rule()
+    assert rules == {"cudaMalloc": "musaMalloc", **sm.EXTRA_PORT_RULES}
+    rules = sm.with_port_rules(TorchadaLike, Path("/nonexistent"))().get_mapping_rule()
     assert rules == {"cudaMalloc": "musaMalloc", **sm.EXTRA_PORT_RULES}
 
 
@@ -218,7 +294,7 @@ def test_importing_setup_musa_has_no_side_effects(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_musa_configuration_with_torch_musa_simulated(sm, monkeypatch, tmp_path):
+def test_musa_configuration_with_torch_musa_simulated(sm, monkeypatch, tmp_path, capsys):
     """The MUSA branch imports torchada, compiles a staged copy with mcc flags, and the
     checkout stays byte-for-byte unchanged even when the staged copy is ported in place."""
     imported = []
@@ -233,16 +309,24 @@ def test_musa_configuration_with_torch_musa_simulated(sm, monkeypatch, tmp_path)
         def exec_module(self, module):
             pass
 
-    monkeypatch.delitem(sys.modules, "torchada", raising=False)
+    # setitem first, so the undo removes the fake module monkeypatch.delitem alone would
+    # leave behind when torchada was not imported yet (and find_spec("torchada") would
+    # then find the fake in later tests)
+    monkeypatch.setitem(sys.modules, "torchada", None)
+    monkeypatch.delitem(sys.modules, "torchada")
     monkeypatch.setattr(sys, "meta_path", [FakeTorchada()] + sys.meta_path)
     monkeypatch.setattr(sm, "is_musa_host", lambda: True)
     monkeypatch.setattr(sm, "visible_musa_arch", lambda: "mp_22")  # an S4000 host
     monkeypatch.setattr("importlib.metadata.version", lambda name: "0.1.103")
+    monkeypatch.setattr(sm, "torch_musa_mapping_dir", lambda: None)
     monkeypatch.setenv("TORCH_MUSA_ARCH_LIST", "")  # recorded, so the test's value is undone
     monkeypatch.delenv("TORCH_MUSA_ARCH_LIST")
     before = tracked_tree_digest()
 
     ext, cmdclass = sm.extension_and_cmdclass({})  # no MTGPU_TARGET: the device decides
+    assert capsys.readouterr().out.splitlines() == [
+        "setup_musa.py: building for mp_22 (MTT S4000): the visible MUSA device is mp_22"
+    ]
 
     stage = KERNEL_DIR / "build" / "musa_src"
     assert ext.name == "sgl_kernel.common_ops"
