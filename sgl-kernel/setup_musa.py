@@ -378,14 +378,13 @@ def musa_arch_choice(env: dict, device_arch: str | None = None) -> tuple[str, st
                 f"{ARCH_OVERRIDE_VARIABLE}=1 to build for {arch} on purpose"
             )
         return arch, (
-            f"{source}, overriding the visible device {device_arch} "
-            f"({ARCH_OVERRIDE_VARIABLE}=1)"
+            f"{source}, overriding the visible device {device_arch} ({ARCH_OVERRIDE_VARIABLE}=1)"
         )
     if requested is not None:
         return requested[0], f"{requested[1]} (no MUSA device visible)"
     return DEFAULT_MUSA_ARCH, (
-        f"the default: no MUSA device visible and neither MTGPU_TARGET nor "
-        f"TORCH_MUSA_ARCH_LIST set; set MTGPU_TARGET=mp_22 for an MTT S4000"
+        "the default: no MUSA device visible and neither MTGPU_TARGET nor "
+        "TORCH_MUSA_ARCH_LIST set; set MTGPU_TARGET=mp_22 for an MTT S4000"
     )
 
 
@@ -600,9 +599,7 @@ def torch_musa_mapping_differences(
             if key not in installed:
                 differences.append(f"{name}: no rule for {key!r} (checked: {value!r})")
             elif installed[key] != value:
-                differences.append(
-                    f"{name}: {key!r} -> {installed[key]!r} (checked: {value!r})"
-                )
+                differences.append(f"{name}: {key!r} -> {installed[key]!r} (checked: {value!r})")
         extra = sorted(k for k in installed if k not in table["rules"])
         if not table.get("complete", False):
             extra = [k for k in extra if k and k in text]

@@ -2,10 +2,8 @@
 unpatched FlashInfer scan, and catches each construct that breaks MUSA."""
 
 import importlib.util
-import json
 import re
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 

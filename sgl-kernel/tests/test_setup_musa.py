@@ -4,6 +4,7 @@ import hashlib
 import importlib.abc
 import importlib.machinery
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from torchada_porter import torchada_port_in_place
 
 KERNEL_DIR = Path(__file__).resolve().parents[1]
 REPO = KERNEL_DIR.parent
@@ -428,3 +430,260 @@ def test_a_failed_download_says_what_to_do(isolated_stage, monkeypatch):
         match="(?s)could not download .*No matching distribution.*FLASHINFER_SOURCE_DIR",
     ):
         sm.stage_flashinfer({})
+
+
+def test_restaging_follows_changed_source_headers(isolated_stage, tmp_path):
+    """With FLASHINFER_SOURCE_DIR the stamp hashes the headers: the same path with a
+    changed header restages, an unchanged one reuses the stage."""
+    sm = isolated_stage
+    source = tmp_path / "src"
+    pristine = source / "include" / "flashinfer"
+    pristine.mkdir(parents=True)
+    with zipfile.ZipFile(REPO / "3rdparty" / ".cache" / sm.FLASHINFER_WHEEL) as zf:
+        for name in sm.FLASHINFER_HEADERS:
+            (pristine / name).write_bytes(zf.read(sm.WHEEL_HEADER_PREFIX + name))
+    env = {"FLASHINFER_SOURCE_DIR": str(source)}
+    staged = sm.stage_flashinfer(env) / "flashinfer" / "utils.cuh"
+    stamp = (tmp_path / "flashinfer" / "STAGED_FROM").read_text()
+    assert f"header utils.cuh {sm._sha256(source / 'include/flashinfer/utils.cuh')}" in stamp
+    staged.write_text(staged.read_text() + "// edited in the stage\n")
+    sm.stage_flashinfer(env)  # unchanged source: the stage is reused as it is
+    assert staged.read_text().endswith("// edited in the stage\n")
+    header = source / "include" / "flashinfer" / "utils.cuh"
+    header.write_text(header.read_text() + "// changed upstream\n")
+    sm.stage_flashinfer(env)
+    assert staged.read_text().endswith("// changed upstream\n")
+
+
+# ------------------------------------------------------------------ torchada's skip rules
+
+# Runs torchada 0.1.103's own functions (in a subprocess: importing torchada patches torch)
+# over the same cases: the system-path test of BuildExtension._is_system_include_dir (a
+# method of a class torchada only defines with torch_musa present, so its condition is
+# restated from the installed source) and its TORCHADA_EXCLUDE_DIRS reader.
+TORCHADA_SKIPS = r"""
+import json, os, sys
+import torchada.utils.cpp_extension as ce
+
+results = []
+for path, value in json.loads(sys.argv[1]):
+    os.environ["TORCHADA_EXCLUDE_DIRS"] = value
+    real = os.path.realpath(os.path.abspath(path))
+    system = (real.startswith("/usr/") or real.startswith("/opt/")
+              or "site-packages" in real or "dist-packages" in real)
+    results.append(bool(system or ce._is_configured_exclude_dir(real)))
+print(json.dumps(results))
+"""
+
+
+def test_torchada_skip_rules_match_torchadas_own(sm, tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    (home / "sglang" / "build").mkdir(parents=True)
+    package = tmp_path / "pkgs" / "vendored_pkg"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    link = tmp_path / "link"
+    link.symlink_to(home / "sglang")
+    env = {
+        "HOME": str(home),
+        "STAGE_ROOT": str(home / "sglang"),
+        "PYTHONPATH": str(tmp_path / "pkgs"),
+        "PATH": os.environ["PATH"],
+    }
+    build = str(home / "sglang" / "build")
+    cases = [
+        (build, ""),
+        (build, "~/sglang"),
+        (build, "~"),
+        (build, "$STAGE_ROOT"),
+        (build, "${STAGE_ROOT}/build"),
+        (build, "$UNSET_VARIABLE/x"),
+        (build, "sglang"),
+        (build, "build,other"),
+        (build, f"/nowhere{os.pathsep}sglang"),
+        (build, str(home / "sglang" / "build" / "deeper")),  # the stage contains a root
+        (build, str(home / "other")),
+        (str(link / "build"), str(home / "sglang")),  # symlinks resolved
+        (str(package / "x"), "vendored_pkg"),  # an importable module's directory
+        (str(tmp_path / "pkgs" / "y"), "vendored_pkg"),
+        (build, "no_such_module_here"),
+        ("/opt/x/build", ""),
+        (str(tmp_path / "site-packages-like" / "b"), ""),
+    ]
+    result = subprocess.run(
+        [sys.executable, "-c", TORCHADA_SKIPS, json.dumps(cases)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    theirs = json.loads(result.stdout.splitlines()[-1])
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.syspath_prepend(str(tmp_path / "pkgs"))
+    monkeypatch.chdir(tmp_path)
+    ours = [
+        sm.torchada_skips(Path(path), {**env, "TORCHADA_EXCLUDE_DIRS": value})
+        for path, value in cases
+    ]
+    assert ours == theirs
+    assert theirs == [False, True, True, True, True, False, True, True, True, True, False] + [
+        True,
+        True,
+        False,
+        False,
+        True,
+        True,
+    ]
+
+
+# ------------------------------------------------------------------ the build's port checks
+
+
+@pytest.fixture
+def musa_stage(sm, tmp_path):
+    return sm.stage_musa_sources(sm.stage_flashinfer({}), tmp_path / "stage")
+
+
+class RecordingBuild:
+    """Stands for torchada's BuildExtension after its in-place port: build_extensions()
+    is what compiles."""
+
+    built = 0
+
+    def build_extensions(self):
+        type(self).built += 1
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torchada") is None, reason="needs torchada")
+def test_the_build_compiles_a_stage_torchada_ported_and_the_lint_passes(sm, musa_stage, capsys):
+    torchada_port_in_place(musa_stage, sm.EXTRA_PORT_RULES)
+    assert sm.lint_ported_stage(musa_stage) == []
+    build = sm.with_port_rules(RecordingBuild, musa_stage)
+    build.built = 0
+    build().build_extensions()
+    assert build.built == 1
+    assert "porting lint: 0 findings in the ported stage" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torchada") is None, reason="needs torchada")
+def test_the_build_stops_on_a_mis_ported_stage(sm, musa_stage):
+    """Unported, or ported without our extra rules, or with a construct planted after the
+    port: the build stops before compiling and names the findings."""
+    build = sm.with_port_rules(RecordingBuild, musa_stage)
+    build.built = 0
+    with pytest.raises(SystemExit, match=r"fail the porting lint \((\d{3}) finding\(s\)\)"):
+        build().build_extensions()  # not ported at all
+
+    torchada_port_in_place(musa_stage, {})  # torchada without EXTRA_PORT_RULES
+    findings = sm.lint_ported_stage(musa_stage)
+    assert {f.rule for f in findings} == {"cuda-left"}
+    assert any("cudaLaunchKernel" in f.text for f in findings)
+    with pytest.raises(SystemExit, match=r"cuda-left.*cudaLaunchKernel"):
+        build().build_extensions()
+    assert build.built == 0
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torchada") is None, reason="needs torchada")
+def test_a_warp_width_assumption_in_the_ported_stage_stops_the_build(sm, musa_stage):
+    header = musa_stage / "csrc" / "sampling" / "seeded_sampling.cuh"
+    header.write_text(
+        header.read_text().replace(
+            "  const uint32_t tid = threadIdx.x;\n",
+            "  const uint32_t tid = threadIdx.x & 127;\n",
+            1,
+        )
+    )
+    torchada_port_in_place(musa_stage, sm.EXTRA_PORT_RULES)
+    findings = sm.lint_ported_stage(musa_stage)
+    assert [(f.path, f.rule) for f in findings] == [
+        ("csrc/sampling/seeded_sampling.cuh", "lane-mask")
+    ]
+
+
+def write_mapping(directory: Path, tables: dict) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, rules in tables.items():
+        (directory / name).write_text(json.dumps(rules))
+    return directory
+
+
+def verified_tables():
+    data = json.loads((KERNEL_DIR / "tools" / "torch_musa_mapping.json").read_text())
+    return {t["file"]: dict(t["rules"]) for t in data["tables"]}
+
+
+def test_the_torch_musa_tables_the_tree_was_checked_with_pass(sm, musa_stage, tmp_path):
+    tables = verified_tables()
+    tables["include.json"]["cublas_v2.h"] = "mublas.h"  # left out on purpose: not ours
+    tables["general.json"] = {"cuda": "musa"}  # SimplePorting does not load it
+    tables["dnn-naming.json"] = {"cudnnHandle_t": "mudnnHandle_t"}  # names we never use
+    mapping = write_mapping(tmp_path / "mapping", tables)
+    assert sm.torch_musa_mapping_differences(mapping, musa_stage) == []
+    assert sm.check_torch_musa_mapping(musa_stage, {}, mapping) is None
+
+
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        (
+            lambda t: t["extra.json"].update(CUDAGuard="OtherGuard"),
+            "extra.json: 'CUDAGuard' -> 'OtherGuard'",
+        ),
+        (
+            lambda t: t["extra.json"].pop("PhiloxCudaState"),
+            "extra.json: no rule for 'PhiloxCudaState'",
+        ),
+        (
+            lambda t: t["extra.json"].update(newRule="x"),
+            "extra.json: a rule the tree was not checked with: 'newRule'",
+        ),
+        (
+            lambda t: t["include.json"].update({"cuda_fp16.h": "x.h"}),
+            "include.json: 'cuda_fp16.h' -> 'x.h'",
+        ),
+        (
+            lambda t: t["include.json"].update(curand_kernel="x"),
+            "include.json: a rule the tree was not checked with: 'curand_kernel'",
+        ),
+        (lambda t: t.pop("include.json"), "include.json: missing"),
+        (
+            lambda t: t.update({"new.json": {"getCurrentCUDAStream(": "x("}}),
+            "new.json: a table the tree was not checked with",
+        ),
+    ],
+    ids=[
+        "changed",
+        "removed",
+        "added-to-complete",
+        "changed-header",
+        "added-hit",
+        "missing",
+        "new-table",
+    ],
+)
+def test_other_torch_musa_tables_stop_the_build(sm, musa_stage, tmp_path, change, expected):
+    tables = verified_tables()
+    change(tables)
+    mapping = write_mapping(tmp_path / "mapping", tables)
+    differences = sm.torch_musa_mapping_differences(mapping, musa_stage)
+    assert len(differences) == 1 and differences[0].startswith(expected), differences
+    with pytest.raises(
+        sm.BuildError,
+        match=r"(?s)differ from the ones this tree was checked.*SGL_KERNEL_MUSA_PORT_OVERRIDE=1",
+    ):
+        sm.check_torch_musa_mapping(musa_stage, {}, mapping)
+    warning = sm.check_torch_musa_mapping(
+        musa_stage, {"SGL_KERNEL_MUSA_PORT_OVERRIDE": "1"}, mapping
+    )
+    assert "warning" in warning and expected in warning
+
+
+def test_torch_musa_mapping_dir_is_found_without_importing(sm, tmp_path, monkeypatch):
+    assert sm.torch_musa_mapping_dir() is None  # not installed here
+    package = tmp_path / "torch_musa"
+    (package / "utils" / "mapping").mkdir(parents=True)
+    (package / "__init__.py").write_text("raise RuntimeError('imported')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert sm.torch_musa_mapping_dir() == package / "utils" / "mapping"
+    assert "torch_musa" not in sys.modules
