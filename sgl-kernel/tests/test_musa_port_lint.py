@@ -161,6 +161,73 @@ PLANTED = {
     "dispatch-key": ("TORCH_LIBRARY_IMPL(sgl_kernel, CUDA, m) {}", ["dispatch-key"]),
     "philox-member": ("auto s = gen.philox_cuda_state(4);", ["philox-member"]),
     "dead-ptx": ('asm volatile("rcp.approx.f32 %0, %1;" : "=f"(y) : "f"(x));', ["dead-ptx"]),
+    # lane arithmetic in other forms (issue 17, point 6)
+    "lane-parenthesised": ("int lane = (threadIdx.x) & 127;", ["lane-mask"]),
+    "lane-mask-first": ("int lane = 0x7f & threadIdx.x;", ["lane-mask"]),
+    "lane-named-constant": (
+        "constexpr int kWarp = 128;\n  int lane = threadIdx.x % kWarp;",
+        ["lane-mask"],
+    ),
+    "lane-macro-of-constant": (
+        "#define LANE_MASK (kWarpLanes - 1)\n  constexpr unsigned kWarpLanes{128};\n"
+        "  int lane = threadIdx.x & LANE_MASK;",
+        ["lane-mask"],
+    ),
+    "lane-enum-constant": (
+        "enum { kLanes = 64 };\n  int lane = threadIdx.x % kLanes;",
+        ["lane-mask"],
+    ),
+    "lane-brace-alias-auto": ("auto t{threadIdx.x};\n  int lane = t & 127;", ["lane-mask"]),
+    "lane-brace-alias-unsigned": (
+        "unsigned tid{threadIdx.x};\n  int lane = tid % 64;",
+        ["lane-mask"],
+    ),
+    "lane-compound-index": (
+        "int lane = (threadIdx.x + blockDim.x * threadIdx.y) % 64;",
+        ["lane-mask"],
+    ),
+    "lane-compound-alias": (
+        "const int t = threadIdx.x + blockDim.x * threadIdx.y;\n  int lane = t & 63;",
+        ["lane-mask"],
+    ),
+    "lane-modulo-written-out": (
+        "int lane = threadIdx.x - (threadIdx.x / 128) * 128;",
+        ["lane-mask"],
+    ),
+    "lane-modulo-written-out-alias": (
+        "const unsigned t = threadIdx.x;\n  int lane = t - t / 64 * 64;",
+        ["lane-mask"],
+    ),
+    "lane-compound-assignment": ("unsigned t = threadIdx.x;\n  t %= 64;", ["lane-mask"]),
+    # cooperative groups sized to, or voting across, the hardware warp
+    "coop-coalesced-threads": (
+        "auto g = cooperative_groups::coalesced_threads();",
+        ["coop-groups"],
+    ),
+    "coop-tiled-partition-128": (
+        "auto tile = cooperative_groups::tiled_partition(block, 128);",
+        ["coop-groups"],
+    ),
+    "coop-tiled-partition-32": (
+        "auto tile = cooperative_groups::tiled_partition<32>(block);",
+        ["coop-groups"],
+    ),
+    "coop-tile-ballot": ("unsigned b = tile.ballot(x > 0);", ["coop-groups"]),
+    "coop-tile-any": (
+        "auto tile = cooperative_groups::tiled_partition<32>(block);\n  bool a = tile.any(x > 0);",
+        ["coop-groups", "coop-groups"],
+    ),
+    # 64-bit and double atomicAdd
+    "atomic-u64-cast": (
+        "atomicAdd(reinterpret_cast<unsigned long long*>(p), 1ull);",
+        ["atomic-64"],
+    ),
+    "atomic-double-shared": ("__shared__ double total;\n  atomicAdd(&total, 1.0);", ["atomic-64"]),
+    "atomic-double-value": ("atomicAdd(q, static_cast<double>(x));", ["atomic-64"]),
+    "atomic-int64-member": (
+        "struct W { uint64_t hits[4]; } w;\n  atomicAdd(&w.hits[1], 1);",
+        ["atomic-64"],
+    ),
 }
 
 ALLOWED = {
@@ -177,6 +244,18 @@ ALLOWED = {
     "undefined-macro": "#ifdef FLASHINFER_PLANTED_NOT_DEFINED\n  cuLaunchKernel(f);\n#endif",
     "ptx-without-output": 'asm volatile("membar.gl;");',
     "ported-runtime-call": "cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, 0);",
+    "brace-alias-mod-32": "unsigned lane{threadIdx.x % 32};",
+    "brace-alias-and-31": "auto t{threadIdx.x};\n  int lane = t & 31;",
+    "named-constant-32": "constexpr int kGroup = 32;\n  int lane = threadIdx.x % kGroup;",
+    "compound-index-mod-32": "int lane = (threadIdx.x + blockDim.x * threadIdx.y) % 32;",
+    "group-number-masked": "int g = (threadIdx.x / 32) & 127;",
+    "group-number-shifted": "int g = threadIdx.x >> 5 & 127;",
+    "modulo-written-out-32": "int lane = threadIdx.x - (threadIdx.x / 32) * 32;",
+    "unknown-modulus": "int r = (threadIdx.x + 1) % (offset * 2);",
+    "address-of-index": "unsigned* q = &s[threadIdx.x & 31];",
+    "logical-and": "bool b = threadIdx.x > 0 && (flags & 0x100);",
+    "atomic-32-shared": "__shared__ unsigned counts[64];\n  atomicAdd(&counts[threadIdx.x & 31], 1u);",
+    "atomic-float": "atomicAdd(out, x * 2.f);",
 }
 
 
