@@ -1,6 +1,6 @@
 """Build sgl_kernel.common_ops (the sampling ops) for MUSA or, on other hosts, CUDA.
 
-    cd sgl-kernel && python setup_musa.py install         # MUSA (arch: see musa_arch)
+    cd sgl-kernel && python setup_musa.py install         # MUSA (arch: see musa_arch_choice)
     pip install --no-build-isolation -e sgl-kernel        # editable, either platform
 
 One source tree, two toolchains:
@@ -8,7 +8,13 @@ One source tree, two toolchains:
 * torch_musa importable -> MUSA. torchada is imported before torch.utils.cpp_extension
   (it swaps in the MUSA extension classes and rewrites CUDA spellings in the sources
   *in place*), so we compile a staged copy (musa_stage_dir) and never touch the
-  checkout. mcc flags; arch from MTGPU_TARGET, else the visible device, else mp_31.
+  checkout. mcc flags; the arch of the visible device (MTGPU_TARGET or
+  TORCH_MUSA_ARCH_LIST naming another stop the build unless
+  SGL_KERNEL_MUSA_ARCH_OVERRIDE=1), else MTGPU_TARGET / TORCH_MUSA_ARCH_LIST, else
+  mp_31; one log line says which and why (musa_arch_choice). Before compiling, the
+  build lints the stage torchada ported (check_ported_stage); another torchada, or
+  torch_musa porting tables other than tools/torch_musa_mapping.json, stop it unless
+  SGL_KERNEL_MUSA_PORT_OVERRIDE=1.
 * otherwise -> CUDA through CUDAExtension and nvcc; arch from TORCH_CUDA_ARCH_LIST
   (9.0 when it is unset and no GPU is visible).
 
@@ -22,7 +28,8 @@ sgl-kernel/setup_musa.py) can reuse the sampling pieces:
     sampling_build = importlib.util.module_from_spec(spec); spec.loader.exec_module(sampling_build)
     parts = sampling_build.sampling_build_parts()   # stages the patched FlashInfer headers
     sources += parts["sources"]; include_dirs += parts["include_dirs"]
-    # and build with sampling_build.with_port_rules(BuildExtension) on MUSA
+    # and build with sampling_build.with_port_rules(BuildExtension, stage_dir) on MUSA
+    # (stage_dir: the ported tree it compiles, linted before compiling; None: no lint)
 """
 
 from __future__ import annotations

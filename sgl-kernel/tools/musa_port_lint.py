@@ -120,6 +120,27 @@ WIDE_VALUE = re.compile(
     rf"^\s*(?:\d+\.\d*|\.\d+|\d+[eE][-+]?\d+|\d+(?:[uU]?[lL]{{2}}|[lL]{{2}}[uU]?))"
     rf"|\b(?:static_cast\s*<\s*{WIDE_TYPE}\s*>|\(\s*{WIDE_TYPE}\s*\))"
 )
+NOT_A_NAME = frozenset(
+    {
+        "if",
+        "else",
+        "for",
+        "while",
+        "do",
+        "switch",
+        "return",
+        "struct",
+        "class",
+        "union",
+        "namespace",
+        "enum",
+        "operator",
+        "case",
+        "default",
+        "try",
+        "catch",
+    }
+)
 ATOMIC_ADD = re.compile(r"\batomicAdd\s*\(")
 CONSTANT_DEFINITION = re.compile(
     r"^\s*#\s*define\s+(\w+)\s+(.+?)\s*$"
@@ -386,6 +407,8 @@ def _constants(code: str, constants: dict) -> None:
 def _aliases(code: str) -> set:
     found = set()
     for match in re.finditer(r"\b(\w+)\s*(?:=\s*([^;,]*)|\{([^{}]*)\})", code):
+        if match.group(1) in NOT_A_NAME:
+            continue
         init = match.group(2) if match.group(2) is not None else match.group(3)
         if init is None or match.group(2) is not None and code[match.end(1) :].lstrip()[:2] == "==":
             continue
