@@ -6,7 +6,6 @@ read once per process) under torch's profiler, which names the kernel instance l
 GPU only (CUDA): the CPU reference has no block size. The gpu_check "tests" step runs it.
 """
 
-import math
 import os
 import subprocess
 import sys
@@ -130,16 +129,19 @@ def test_gpu_the_512_thread_instance_samples_like_the_default(tmp_path):
     assert torch.equal(small[0].long(), want)
 
     # Hostile rows: every token of the small instance in its row's kept set (token 0 for
-    # an empty set), and the two instances agree but for float near-ties (their double
-    # reductions add in another order).
+    # an empty set), and the same token as the default instance. Both compute the same
+    # Gumbel keys, bin masses and bin scan (threads past 511 own no bins); only the row
+    # total S is summed over other per-thread slices, so the top-p limit p * S can move
+    # by a float64 rounding: a row whose cut lies within that of a token's mass may
+    # differ (probability ~1e-13 per row). One differing row per case is allowed.
     for case, got, other in zip(hostile, small[1:], default[1:]):
         keep = ref.fused_keep(case["probs"], case["top_k"], case["top_p"], case["min_p"])
         rows = keep.size(0)
         got = got.long()
         inside = keep[torch.arange(rows), got] | (~keep.any(-1) & (got == 0))
         assert bool(inside.all()), f"rows outside the kept set: {torch.nonzero(~inside).view(-1)}"
-        agree = float((got == other.long()).double().mean())
-        assert agree >= 0.99 - 3 / math.sqrt(rows), agree
+        differ = torch.nonzero(got != other.long()).view(-1).tolist()
+        assert len(differ) <= 1, f"the instances differ on rows {differ}"
 
 
 def test_gpu_an_unknown_forced_block_size_is_a_clear_error(tmp_path):
