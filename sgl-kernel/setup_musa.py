@@ -1,6 +1,6 @@
 """Build sgl_kernel.common_ops (the sampling ops) for MUSA or, on other hosts, CUDA.
 
-    cd sgl-kernel && python setup_musa.py install         # MUSA (arch: see musa_arch)
+    cd sgl-kernel && python setup_musa.py install         # MUSA (arch: see musa_arch_choice)
     pip install --no-build-isolation -e sgl-kernel        # editable, either platform
 
 One source tree, two toolchains:
@@ -8,7 +8,13 @@ One source tree, two toolchains:
 * torch_musa importable -> MUSA. torchada is imported before torch.utils.cpp_extension
   (it swaps in the MUSA extension classes and rewrites CUDA spellings in the sources
   *in place*), so we compile a staged copy (musa_stage_dir) and never touch the
-  checkout. mcc flags; arch from MTGPU_TARGET, else the visible device, else mp_31.
+  checkout. mcc flags; the arch of the visible device (MTGPU_TARGET or
+  TORCH_MUSA_ARCH_LIST naming another stop the build unless
+  SGL_KERNEL_MUSA_ARCH_OVERRIDE=1), else MTGPU_TARGET / TORCH_MUSA_ARCH_LIST, else
+  mp_31; one log line says which and why (musa_arch_choice). Before compiling, the
+  build lints the stage torchada ported (check_ported_stage); another torchada, or
+  torch_musa porting tables other than tools/torch_musa_mapping.json, stop it unless
+  SGL_KERNEL_MUSA_PORT_OVERRIDE=1.
 * otherwise -> CUDA through CUDAExtension and nvcc; arch from TORCH_CUDA_ARCH_LIST
   (9.0 when it is unset and no GPU is visible).
 
@@ -22,7 +28,8 @@ sgl-kernel/setup_musa.py) can reuse the sampling pieces:
     sampling_build = importlib.util.module_from_spec(spec); spec.loader.exec_module(sampling_build)
     parts = sampling_build.sampling_build_parts()   # stages the patched FlashInfer headers
     sources += parts["sources"]; include_dirs += parts["include_dirs"]
-    # and build with sampling_build.with_port_rules(BuildExtension) on MUSA
+    # and build with sampling_build.with_port_rules(BuildExtension, stage_dir) on MUSA
+    # (stage_dir: the ported tree it compiles, linted before compiling; None: no lint)
 """
 
 from __future__ import annotations
@@ -132,6 +139,12 @@ MUSA_CXX_FLAGS = ["-O3", "-std=c++17", "-DUSE_MUSA", "force_mcc"]
 TORCHADA_SKIPPED_PREFIXES = ("/usr/", "/opt/")
 TORCHADA_SKIPPED_PARTS = ("site-packages", "dist-packages")
 STAGE_DIR_VARIABLE = "SGL_KERNEL_MUSA_STAGE_DIR"
+# Build for an arch other than the visible device's on purpose (MTGPU_TARGET or
+# TORCH_MUSA_ARCH_LIST naming it).
+ARCH_OVERRIDE_VARIABLE = "SGL_KERNEL_MUSA_ARCH_OVERRIDE"
+# Build with a torchada or torch_musa port tables other than the ones this tree was
+# checked with (TORCHADA_CHECKED, tools/torch_musa_mapping.json).
+PORT_OVERRIDE_VARIABLE = "SGL_KERNEL_MUSA_PORT_OVERRIDE"
 
 
 class BuildError(RuntimeError):
@@ -153,9 +166,14 @@ def _patches() -> list[Path]:
     return sorted(PATCH_DIR.glob("*.patch"))
 
 
-def _stamp(origin: str) -> str:
-    """What the staged headers were made from: the source and every patch's hash."""
-    lines = [f"origin {origin}"] + [f"patch {p.name} {_sha256(p)}" for p in _patches()]
+def _stamp(origin: str, headers: Path | None = None) -> str:
+    """What the staged headers were made from: the source, every source header's hash
+    (for a FLASHINFER_SOURCE_DIR tree, whose files can change under the same path; the
+    wheel is pinned by its own hash) and every patch's hash."""
+    lines = [f"origin {origin}"]
+    if headers is not None:
+        lines += [f"header {name} {_sha256(headers / name)}" for name in FLASHINFER_HEADERS]
+    lines += [f"patch {p.name} {_sha256(p)}" for p in _patches()]
     return "\n".join(lines) + "\n"
 
 
@@ -189,7 +207,8 @@ def _copy_headers_from_wheel(wheel: Path, dest: Path) -> None:
             (dest / name).write_bytes(zf.read(WHEEL_HEADER_PREFIX + name))
 
 
-def _copy_headers_from_source(source_dir: Path, dest: Path) -> None:
+def _source_headers(source_dir: Path) -> Path:
+    """The directory of FlashInfer's headers in a source tree (or an unpacked wheel)."""
     candidates = [source_dir / "include" / "flashinfer", source_dir / WHEEL_HEADER_PREFIX]
     found = next((c for c in candidates if (c / "sampling.cuh").is_file()), None)
     if found is None:
@@ -197,6 +216,17 @@ def _copy_headers_from_source(source_dir: Path, dest: Path) -> None:
             f"FLASHINFER_SOURCE_DIR={source_dir} holds no include/flashinfer/sampling.cuh; "
             f"point it at a FlashInfer {FLASHINFER_VERSION} source tree"
         )
+    missing = [name for name in FLASHINFER_HEADERS if not (found / name).is_file()]
+    if missing:
+        raise BuildError(
+            f"FLASHINFER_SOURCE_DIR={source_dir} lacks {', '.join(missing)} in {found}; "
+            f"point it at a FlashInfer {FLASHINFER_VERSION} source tree"
+        )
+    return found
+
+
+def _copy_headers_from_source(source_dir: Path, dest: Path) -> None:
+    found = _source_headers(source_dir)
     for name in FLASHINFER_HEADERS:
         shutil.copyfile(found / name, dest / name)
 
@@ -244,17 +274,21 @@ def stage_flashinfer(env: dict | None = None) -> Path:
     """
     env = os.environ if env is None else env
     source_dir = env.get("FLASHINFER_SOURCE_DIR")
-    origin = f"source {Path(source_dir).resolve()}" if source_dir else f"wheel {FLASHINFER_SHA256}"
+    if source_dir:
+        origin = f"source {Path(source_dir).resolve()}"
+        stamp = _stamp(origin, _source_headers(Path(source_dir)))
+    else:
+        stamp = _stamp(f"wheel {FLASHINFER_SHA256}")
     stamp_file = FLASHINFER_DIR / "STAGED_FROM"
     include_dir = FLASHINFER_DIR / "include"
-    if stamp_file.is_file() and stamp_file.read_text() == _stamp(origin):
+    if stamp_file.is_file() and stamp_file.read_text() == stamp:
         return include_dir
 
     THIRDPARTY_DIR.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=THIRDPARTY_DIR, prefix=".flashinfer-") as tmp:
         stage = Path(tmp) / "flashinfer"
         stage_flashinfer_into(stage, env=env)
-        (stage / "STAGED_FROM").write_text(_stamp(origin))
+        (stage / "STAGED_FROM").write_text(stamp)
         if FLASHINFER_DIR.exists():
             shutil.rmtree(FLASHINFER_DIR)
         stage.rename(FLASHINFER_DIR)
@@ -292,19 +326,83 @@ def visible_musa_arch() -> str | None:
     return f"mp_{major}{minor}"
 
 
-def musa_arch(env: dict, device_arch: str | None = None) -> str:
-    """MTGPU_TARGET if set, else the visible device's arch, else mp_31."""
-    arch = env.get("MTGPU_TARGET")
-    source = "MTGPU_TARGET"
-    if arch is None and device_arch is not None:
-        arch, source = device_arch, "the visible MUSA device"
-    if arch is None:
-        arch, source = DEFAULT_MUSA_ARCH, "the default"
+def _supported(arch: str, what: str) -> str:
     if arch not in MUSA_ARCHS:
         known = ", ".join(f"{a} ({card})" for a, card in MUSA_ARCHS.items())
-        what = f"MTGPU_TARGET={arch!r}" if source == "MTGPU_TARGET" else f"{source} ({arch})"
         raise BuildError(f"{what} is not supported; use one of: {known}")
     return arch
+
+
+def _arch_list_entries(value: str) -> list[str]:
+    return [v.strip() for v in value.replace(",", ";").split(";") if v.strip()]
+
+
+def _requested_arch(env: dict) -> tuple[str, str] | None:
+    """(arch, the variable that asked for it): MTGPU_TARGET, else a one-arch
+    TORCH_MUSA_ARCH_LIST; None when neither asks for one. Both set and disagreeing, or a
+    TORCH_MUSA_ARCH_LIST of several archs: BuildError (the build has one target)."""
+    target = env.get("MTGPU_TARGET")
+    listed = env.get("TORCH_MUSA_ARCH_LIST")
+    entries = _arch_list_entries(listed) if listed is not None else None
+    if target is not None:
+        _supported(target, f"MTGPU_TARGET={target!r}")
+        if entries is not None and entries != [target.removeprefix("mp_")]:
+            raise BuildError(
+                f"TORCH_MUSA_ARCH_LIST={listed!r} disagrees with MTGPU_TARGET={target!r}; "
+                f"unset it or set TORCH_MUSA_ARCH_LIST={target.removeprefix('mp_')}"
+            )
+        return target, f"MTGPU_TARGET={target}"
+    if entries is None:
+        return None
+    if len(entries) != 1:
+        raise BuildError(
+            f"TORCH_MUSA_ARCH_LIST={listed!r} names {len(entries)} archs; this build compiles "
+            "for one: unset it (the visible device decides) or name one arch"
+        )
+    arch = f"mp_{entries[0]}"
+    _supported(arch, f"TORCH_MUSA_ARCH_LIST={listed!r} ({arch})")
+    return arch, f"TORCH_MUSA_ARCH_LIST={listed}"
+
+
+def musa_arch_choice(env: dict, device_arch: str | None = None) -> tuple[str, str]:
+    """(arch, why) of the MUSA build. The visible device decides; MTGPU_TARGET or
+    TORCH_MUSA_ARCH_LIST naming another arch stop the build (naming both), unless
+    SGL_KERNEL_MUSA_ARCH_OVERRIDE=1 says the other card is meant. Without a device: the
+    variables, else mp_31, and `why` says which."""
+    requested = _requested_arch(env)
+    override = env.get(ARCH_OVERRIDE_VARIABLE, "") == "1"
+    if device_arch is not None:
+        if requested is None or requested[0] == device_arch:
+            _supported(device_arch, f"the visible MUSA device ({device_arch})")
+            agree = f", as {requested[1]} asks" if requested else ""
+            return device_arch, f"the visible MUSA device is {device_arch}{agree}"
+        arch, source = requested
+        if not override:
+            raise BuildError(
+                f"{source} asks for {arch} ({MUSA_ARCHS[arch]}) but the visible MUSA device is "
+                f"{device_arch}: the build would fail at the first kernel call on this card "
+                f"('invalid device function'). Unset it to build for {device_arch}, or set "
+                f"{ARCH_OVERRIDE_VARIABLE}=1 to build for {arch} on purpose"
+            )
+        return arch, (
+            f"{source}, overriding the visible device {device_arch} ({ARCH_OVERRIDE_VARIABLE}=1)"
+        )
+    if requested is not None:
+        return requested[0], f"{requested[1]} (no MUSA device visible)"
+    return DEFAULT_MUSA_ARCH, (
+        "the default: no MUSA device visible and neither MTGPU_TARGET nor "
+        "TORCH_MUSA_ARCH_LIST set; set MTGPU_TARGET=mp_22 for an MTT S4000"
+    )
+
+
+def musa_arch(env: dict, device_arch: str | None = None) -> str:
+    """The arch musa_arch_choice picks."""
+    return musa_arch_choice(env, device_arch)[0]
+
+
+def arch_log_line(arch: str, why: str) -> str:
+    """The build log's one line on the arch."""
+    return f"setup_musa.py: building for {arch} ({MUSA_ARCHS[arch]}): {why}"
 
 
 def torch_musa_arch_list(arch: str, env: dict) -> str:
@@ -313,33 +411,78 @@ def torch_musa_arch_list(arch: str, env: dict) -> str:
     a second arch next to ours; a different value already set is an error."""
     value = arch.removeprefix("mp_")
     current = env.get("TORCH_MUSA_ARCH_LIST")
-    if current is not None and current.replace(",", ";").split(";") != [value]:
+    if current is not None and _arch_list_entries(current) != [value]:
         raise BuildError(
             f"TORCH_MUSA_ARCH_LIST={current!r} disagrees with the target arch {arch}; "
-            f"unset it or set TORCH_MUSA_ARCH_LIST={value} (MTGPU_TARGET chooses the arch)"
+            f"unset it or set TORCH_MUSA_ARCH_LIST={value}"
         )
     return value
 
 
+def _within(path: str, root: str) -> bool:
+    try:
+        return os.path.commonpath([path, root]) == root
+    except ValueError:  # one relative, one absolute, or different drives
+        return False
+
+
+def torchada_exclusions(env: dict) -> tuple[list[str], list[str]]:
+    """The roots and bare names torchada 0.1.103 reads from TORCHADA_EXCLUDE_DIRS.
+
+    Facts of its behaviour (read from the installed 0.1.103, not imported): entries are
+    split on os.pathsep and commas and stripped; each is expanded with $VAR and ~; an
+    expanded entry that is absolute or holds a path separator is a root (made absolute
+    against the current directory, symlinks resolved); any other entry is a name, kept
+    *unexpanded*, matching that directory name anywhere in a path, and if it is an
+    importable module, the directory of its file is a root as well. torchada imports the
+    module to learn that directory; we only look it up (find_spec), which gives the same
+    file without running the module."""
+    roots, names = [], []
+    value = env.get("TORCHADA_EXCLUDE_DIRS", "")
+    for item in (part.strip() for part in re.split(rf"[{re.escape(os.pathsep)},]", value)):
+        if not item:
+            continue
+        expanded = os.path.expanduser(_expand_vars(item, env))
+        if os.path.isabs(expanded) or os.sep in expanded:
+            roots.append(os.path.realpath(os.path.abspath(expanded)))
+            continue
+        names.append(item)
+        try:
+            spec = importlib.util.find_spec(item)
+        except (ImportError, ValueError, AttributeError):
+            spec = None
+        origin = getattr(spec, "origin", None)
+        if spec is not None and spec.has_location and origin:
+            roots.append(os.path.realpath(os.path.dirname(origin)))
+    return roots, names
+
+
+def _expand_vars(text: str, env: dict) -> str:
+    """os.path.expandvars against `env` (torchada expands against the build's environment,
+    which is `env` here): $NAME and ${NAME} replaced when set, left as written when not."""
+
+    def replace(match):
+        name = match.group(1) or match.group(2)
+        return env.get(name, match.group(0))
+
+    return re.sub(r"\$(?:(\w+)|\{([^}]*)\})", replace, text, flags=re.ASCII)
+
+
 def torchada_skips(path: Path, env: dict) -> bool:
-    """Whether torchada 0.1.103 would leave an include root at `path` unported."""
-    real = os.path.realpath(path)
+    """Whether torchada 0.1.103 would leave an include root at `path` unported: a path
+    (symlinks resolved) that starts with /usr/ or /opt/ or contains site-packages or
+    dist-packages anywhere, or that contains or lies inside a TORCHADA_EXCLUDE_DIRS root,
+    or has a TORCHADA_EXCLUDE_DIRS name among its directory names (torchada_exclusions)."""
+    real = os.path.realpath(os.path.abspath(path))
     if real.startswith(TORCHADA_SKIPPED_PREFIXES) or any(
         part in real for part in TORCHADA_SKIPPED_PARTS
     ):
         return True
-    parts = Path(real).parts
-    for item in re.split(rf"[{re.escape(os.pathsep)},]", env.get("TORCHADA_EXCLUDE_DIRS", "")):
-        item = item.strip()
-        if not item:
-            continue
-        if os.sep in item:
-            root = os.path.realpath(item)
-            if os.path.commonpath([real, root]) in (real, root):
-                return True
-        elif item in parts:
-            return True
-    return False
+    roots, names = torchada_exclusions(env)
+    if any(_within(real, root) or _within(root, real) for root in roots):
+        return True
+    parts = real.split(os.sep)
+    return any(name in parts for name in names)
 
 
 def musa_stage_dir(env: dict) -> Path:
@@ -361,20 +504,171 @@ def musa_stage_dir(env: dict) -> Path:
     )
 
 
-def check_torchada_version(version: str) -> str | None:
-    """A warning for a torchada other than the checked one; BuildError when too old."""
+def _override(env: dict, variable: str) -> bool:
+    return env.get(variable, "") == "1"
+
+
+def check_torchada_version(version: str, env: dict | None = None) -> str | None:
+    """BuildError for a torchada older than 0.1.68, and for one other than the checked
+    0.1.103 unless SGL_KERNEL_MUSA_PORT_OVERRIDE=1 (then a warning to print)."""
+    env = {} if env is None else env
     numbers = tuple(int(n) for n in re.findall(r"\d+", version)[:3])
     if numbers < TORCHADA_MINIMUM:
         raise BuildError(
             f"torchada {version} is too old: before 0.1.68 it ports into a <dir>_musa mirror "
             f"and has no _mappings package; pip install torchada=={TORCHADA_CHECKED}"
         )
-    if version != TORCHADA_CHECKED:
-        return (
-            f"setup_musa.py: torchada {version} is not the checked {TORCHADA_CHECKED}; "
-            "run sgl-kernel/tools/musa_port_lint.py with it before trusting the build"
+    if version == TORCHADA_CHECKED:
+        return None
+    message = (
+        f"torchada {version} is not the checked {TORCHADA_CHECKED}: its porting rules may "
+        "differ from the ones the porting lint and the tests verified"
+    )
+    if not _override(env, PORT_OVERRIDE_VARIABLE):
+        raise BuildError(
+            f"{message}; pip install torchada=={TORCHADA_CHECKED}, or set "
+            f"{PORT_OVERRIDE_VARIABLE}=1 to build with it anyway (the build still lints "
+            "the ported sources)"
         )
+    return f"setup_musa.py: warning: {message} ({PORT_OVERRIDE_VARIABLE}=1)"
+
+
+def torch_musa_mapping_dir() -> Path | None:
+    """torch_musa's utils/mapping/ directory (its porting tables), found without importing
+    torch_musa; None when torch_musa or the directory is absent."""
+    try:
+        spec = importlib.util.find_spec("torch_musa")
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for location in spec.submodule_search_locations:
+        mapping = Path(location) / "utils" / "mapping"
+        if mapping.is_dir():
+            return mapping
     return None
+
+
+def _sources_text(stage_dir: Path) -> str:
+    suffixes = {".cu", ".cuh", ".cc", ".cpp", ".h", ".hpp"}
+    return "\n".join(
+        p.read_text(errors="replace")
+        for p in sorted(Path(stage_dir).rglob("*"))
+        if p.suffix in suffixes and p.is_file()
+    )
+
+
+def torch_musa_mapping_differences(
+    mapping_dir: Path, stage_dir: Path, verified: dict | None = None
+) -> list[str]:
+    """How the installed torch_musa's porting tables differ from the ones this tree was
+    verified with (tools/torch_musa_mapping.json), as far as it can change our port.
+
+    torch_musa's SimplePorting merges every *.json of mapping_dir but general.json over
+    torchada's rules. A recorded table: missing, or an entry missing or changed, is a
+    difference; so is an extra entry in a table recorded whole ("complete"), or, in a table
+    recorded in part, an extra entry whose key occurs in the staged sources. A table we did
+    not record: any entry whose key occurs in the staged sources."""
+    import json
+
+    if verified is None:
+        verified = json.loads((KERNEL_DIR / "tools" / "torch_musa_mapping.json").read_text())
+    text = _sources_text(stage_dir)
+    differences = []
+    recorded = {}
+    for table in verified["tables"]:
+        recorded[table["file"]] = table
+    for path in sorted(Path(mapping_dir).glob("*.json")):
+        if path.name == "general.json" or path.name in recorded:
+            continue
+        try:
+            rules = json.loads(path.read_text())
+        except ValueError as err:
+            differences.append(f"{path.name}: not readable as JSON ({err})")
+            continue
+        hits = sorted(k for k in rules if isinstance(k, str) and k and k in text)
+        if hits:
+            differences.append(
+                f"{path.name}: a table the tree was not checked with, with rules for "
+                f"{', '.join(hits[:5])} (in our sources)"
+            )
+    for name, table in recorded.items():
+        path = Path(mapping_dir) / name
+        if not path.is_file():
+            differences.append(f"{name}: missing (the tree was checked with it)")
+            continue
+        try:
+            installed = json.loads(path.read_text())
+        except ValueError as err:
+            differences.append(f"{name}: not readable as JSON ({err})")
+            continue
+        for key, value in table["rules"].items():
+            if key not in installed:
+                differences.append(f"{name}: no rule for {key!r} (checked: {value!r})")
+            elif installed[key] != value:
+                differences.append(f"{name}: {key!r} -> {installed[key]!r} (checked: {value!r})")
+        extra = sorted(k for k in installed if k not in table["rules"])
+        if not table.get("complete", False):
+            extra = [k for k in extra if k and k in text]
+        for key in extra:
+            differences.append(f"{name}: a rule the tree was not checked with: {key!r}")
+    return differences
+
+
+def check_torch_musa_mapping(stage_dir: Path, env: dict, mapping_dir=None) -> str | None:
+    """BuildError when torch_musa's installed tables differ (torch_musa_mapping_differences)
+    unless SGL_KERNEL_MUSA_PORT_OVERRIDE=1 (then a warning to print); None when they
+    agree or torch_musa's mapping directory is absent."""
+    mapping_dir = torch_musa_mapping_dir() if mapping_dir is None else mapping_dir
+    if mapping_dir is None:
+        return None
+    differences = torch_musa_mapping_differences(mapping_dir, stage_dir)
+    if not differences:
+        return None
+    listing = "\n  ".join(differences)
+    message = (
+        f"torch_musa's porting tables in {mapping_dir} differ from the ones this tree was "
+        f"checked with (sgl-kernel/tools/torch_musa_mapping.json):\n  {listing}"
+    )
+    if not _override(env, PORT_OVERRIDE_VARIABLE):
+        raise BuildError(
+            f"{message}\nUpdate the JSON after checking the new rules with "
+            f"tools/musa_port_lint.py, or set {PORT_OVERRIDE_VARIABLE}=1 to build anyway "
+            "(the build still lints the ported sources)"
+        )
+    return f"setup_musa.py: warning: {message}\n({PORT_OVERRIDE_VARIABLE}=1)"
+
+
+def lint_ported_stage(stage_dir: Path) -> list:
+    """The porting lint's source rules (and its flag rule) over a stage torchada has
+    already ported in place: no second port (no rules), the sources and include roots
+    the build compiles, the #if branches mcc compiles. Findings, empty when clean."""
+    spec = importlib.util.spec_from_file_location(
+        "musa_port_lint_in_build", KERNEL_DIR / "tools" / "musa_port_lint.py"
+    )
+    lint = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = lint  # dataclasses look their module up
+    try:
+        spec.loader.exec_module(lint)
+        findings = lint.lint_sources(Path(stage_dir), rules=[])
+        return findings + lint.lint_flags(lint.load_setup_musa())
+    finally:
+        sys.modules.pop(spec.name, None)
+
+
+def check_ported_stage(stage_dir: Path) -> None:
+    """BuildError listing every lint finding in the ported stage; prints one line when
+    there is none."""
+    findings = lint_ported_stage(stage_dir)
+    if findings:
+        shown = "\n  ".join(str(f) for f in findings[:50])
+        more = f"\n  ... and {len(findings) - 50} more" if len(findings) > 50 else ""
+        raise BuildError(
+            f"the ported sources in {stage_dir} fail the porting lint "
+            f"({len(findings)} finding(s)); mcc would compile a mis-ported tree:\n  "
+            f"{shown}{more}"
+        )
+    print(f"setup_musa.py: porting lint: 0 findings in the ported stage {stage_dir}")
 
 
 def stage_musa_sources(flashinfer_include: Path, stage_dir: Path) -> Path:
@@ -400,13 +694,23 @@ def musa_extension_kwargs(arch: str, stage_dir: Path) -> dict:
     }
 
 
-def with_port_rules(build_extension):
-    """torchada's BuildExtension with EXTRA_PORT_RULES added to its porting rules."""
+def with_port_rules(build_extension, stage_dir: Path | None = None):
+    """torchada's BuildExtension with EXTRA_PORT_RULES added to its porting rules. With
+    `stage_dir`, build_extensions() (which torchada's run() calls after porting the
+    stage in place) first lints the ported stage and stops on any finding."""
 
     class SamplingPortingBuildExtension(build_extension):
         def get_mapping_rule(self):
             base = super().get_mapping_rule() if hasattr(super(), "get_mapping_rule") else {}
             return {**base, **EXTRA_PORT_RULES}
+
+        def build_extensions(self):
+            if stage_dir is not None:
+                try:
+                    check_ported_stage(stage_dir)
+                except BuildError as err:
+                    sys.exit(f"setup_musa.py: {err}")
+            super().build_extensions()
 
     return SamplingPortingBuildExtension
 
@@ -455,7 +759,7 @@ def _musa_extension_and_cmdclass(env: dict, flashinfer_include: Path):
     from importlib.metadata import PackageNotFoundError, version
 
     try:
-        warning = check_torchada_version(version("torchada"))
+        warning = check_torchada_version(version("torchada"), env)
     except PackageNotFoundError as err:
         raise BuildError(
             f"torchada is required on MUSA: pip install torchada=={TORCHADA_CHECKED}"
@@ -465,10 +769,14 @@ def _musa_extension_and_cmdclass(env: dict, flashinfer_include: Path):
     import torchada  # noqa: F401  (must precede torch.utils.cpp_extension)
     from torch.utils.cpp_extension import BuildExtension, CUDAExtension
 
-    arch = musa_arch(env, None if "MTGPU_TARGET" in env else visible_musa_arch())
+    arch, why = musa_arch_choice(env, visible_musa_arch())
+    print(arch_log_line(arch, why))
     os.environ["TORCH_MUSA_ARCH_LIST"] = torch_musa_arch_list(arch, env)
     stage_dir = stage_musa_sources(flashinfer_include, musa_stage_dir(env))
-    build_ext = with_port_rules(BuildExtension).with_options(use_ninja=True)
+    warning = check_torch_musa_mapping(stage_dir, env)
+    if warning:
+        print(warning, file=sys.stderr)
+    build_ext = with_port_rules(BuildExtension, stage_dir).with_options(use_ninja=True)
     return CUDAExtension(**musa_extension_kwargs(arch, stage_dir)), {"build_ext": build_ext}
 
 

@@ -2,14 +2,13 @@
 unpatched FlashInfer scan, and catches each construct that breaks MUSA."""
 
 import importlib.util
-import json
 import re
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from torchada_porter import torchada_port_in_place
 
 KERNEL_DIR = Path(__file__).resolve().parents[1]
 TOOLS = KERNEL_DIR / "tools"
@@ -125,62 +124,12 @@ def test_torch_musa_tables_win_over_torchada_on_equal_keys():
     assert dict(rules)["CUDAStream"] == "MUSAStream" and dict(rules)["x"] == "y"
 
 
-TORCHADA_PORT = r"""
-import json, os, sys, types
-import torchada.utils.cpp_extension as ce
-
-root, mapping_file, extra = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
-tables = json.load(open(mapping_file))["tables"]
-
-
-class SimplePorting:
-    # torch_musa.utils.simple_porting.SimplePorting as it behaves (torch_musa is not
-    # installable here): a mirror directory made at init, its JSON tables merged over
-    # the given rules with dict.update, longest key first, modify_file on every file.
-    def __init__(self, cuda_dir_path=None, ignore_dir_paths=None, mapping_rule=None,
-                 drop_default_mapping=False, mapping_dir_path=None):
-        self.cuda_dir_path = cuda_dir_path
-        self.mapping_rule = mapping_rule
-        name = os.path.basename(cuda_dir_path) + "_musa"
-        self.musa_dir_path = os.path.realpath(os.path.join(cuda_dir_path, "..", name))
-        os.makedirs(self.musa_dir_path, exist_ok=True)
-
-    def load_replaced_mapping(self):
-        for table in tables:
-            self.mapping_rule.update(table["rules"])
-        self.mapping_rule = sorted(self.mapping_rule.items(), key=lambda kv: len(kv[0]), reverse=True)
-        print(self.mapping_rule)  # torch_musa prints it; torchada's patch swallows it
-
-    def run(self):
-        self.load_replaced_mapping()
-        for top, _, files in os.walk(self.cuda_dir_path):
-            rel = os.path.relpath(top, self.cuda_dir_path)
-            for name in files:
-                self.modify_file(os.path.join(top, name), os.path.join(self.musa_dir_path, rel, name))
-
-
-musa_sp = types.ModuleType("torch_musa.utils.simple_porting")
-musa_sp.SimplePorting = SimplePorting
-ce._patch_simple_porting_load_replaced_mapping(musa_sp)
-ce._patch_simple_porting_open(musa_sp)
-ce._patch_simple_porting_modify_file(musa_sp)
-rules = {**ce._MAPPING_RULE, **extra}  # what BuildExtension.get_mapping_rule() returns with ours
-ce._create_in_place_porter(musa_sp, os.path.realpath(root), rules).run()
-"""
-
-
 def test_the_lint_ports_exactly_like_torchadas_own_code(staged, rules, tmp_path):
     """torchada 0.1.103's real in-place porter (run in a subprocess: importing torchada
     patches torch) turns the staged tree into byte-for-byte what the lint analyses."""
     tree = tmp_path / "tree"
     shutil.copytree(staged, tree)
-    extra = json.dumps(lint.load_setup_musa().EXTRA_PORT_RULES)
-    result = subprocess.run(
-        [sys.executable, "-c", TORCHADA_PORT, str(tree), str(port.TORCH_MUSA_MAPPING), extra],
-        capture_output=True,
-        text=True,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    torchada_port_in_place(tree, lint.load_setup_musa().EXTRA_PORT_RULES)
     expected = port.port_tree(staged, rules)
     for path, text in expected.items():
         assert (tree / path.relative_to(staged)).read_text() == text, path
@@ -212,6 +161,73 @@ PLANTED = {
     "dispatch-key": ("TORCH_LIBRARY_IMPL(sgl_kernel, CUDA, m) {}", ["dispatch-key"]),
     "philox-member": ("auto s = gen.philox_cuda_state(4);", ["philox-member"]),
     "dead-ptx": ('asm volatile("rcp.approx.f32 %0, %1;" : "=f"(y) : "f"(x));', ["dead-ptx"]),
+    # lane arithmetic in other forms (issue 17, point 6)
+    "lane-parenthesised": ("int lane = (threadIdx.x) & 127;", ["lane-mask"]),
+    "lane-mask-first": ("int lane = 0x7f & threadIdx.x;", ["lane-mask"]),
+    "lane-named-constant": (
+        "constexpr int kWarp = 128;\n  int lane = threadIdx.x % kWarp;",
+        ["lane-mask"],
+    ),
+    "lane-macro-of-constant": (
+        "#define LANE_MASK (kWarpLanes - 1)\n  constexpr unsigned kWarpLanes{128};\n"
+        "  int lane = threadIdx.x & LANE_MASK;",
+        ["lane-mask"],
+    ),
+    "lane-enum-constant": (
+        "enum { kLanes = 64 };\n  int lane = threadIdx.x % kLanes;",
+        ["lane-mask"],
+    ),
+    "lane-brace-alias-auto": ("auto t{threadIdx.x};\n  int lane = t & 127;", ["lane-mask"]),
+    "lane-brace-alias-unsigned": (
+        "unsigned tid{threadIdx.x};\n  int lane = tid % 64;",
+        ["lane-mask"],
+    ),
+    "lane-compound-index": (
+        "int lane = (threadIdx.x + blockDim.x * threadIdx.y) % 64;",
+        ["lane-mask"],
+    ),
+    "lane-compound-alias": (
+        "const int t = threadIdx.x + blockDim.x * threadIdx.y;\n  int lane = t & 63;",
+        ["lane-mask"],
+    ),
+    "lane-modulo-written-out": (
+        "int lane = threadIdx.x - (threadIdx.x / 128) * 128;",
+        ["lane-mask"],
+    ),
+    "lane-modulo-written-out-alias": (
+        "const unsigned t = threadIdx.x;\n  int lane = t - t / 64 * 64;",
+        ["lane-mask"],
+    ),
+    "lane-compound-assignment": ("unsigned t = threadIdx.x;\n  t %= 64;", ["lane-mask"]),
+    # cooperative groups sized to, or voting across, the hardware warp
+    "coop-coalesced-threads": (
+        "auto g = cooperative_groups::coalesced_threads();",
+        ["coop-groups"],
+    ),
+    "coop-tiled-partition-128": (
+        "auto tile = cooperative_groups::tiled_partition(block, 128);",
+        ["coop-groups"],
+    ),
+    "coop-tiled-partition-32": (
+        "auto tile = cooperative_groups::tiled_partition<32>(block);",
+        ["coop-groups"],
+    ),
+    "coop-tile-ballot": ("unsigned b = tile.ballot(x > 0);", ["coop-groups"]),
+    "coop-tile-any": (
+        "auto tile = cooperative_groups::tiled_partition<32>(block);\n  bool a = tile.any(x > 0);",
+        ["coop-groups", "coop-groups"],
+    ),
+    # 64-bit and double atomicAdd
+    "atomic-u64-cast": (
+        "atomicAdd(reinterpret_cast<unsigned long long*>(p), 1ull);",
+        ["atomic-64"],
+    ),
+    "atomic-double-shared": ("__shared__ double total;\n  atomicAdd(&total, 1.0);", ["atomic-64"]),
+    "atomic-double-value": ("atomicAdd(q, static_cast<double>(x));", ["atomic-64"]),
+    "atomic-int64-member": (
+        "struct W { uint64_t hits[4]; } w;\n  atomicAdd(&w.hits[1], 1);",
+        ["atomic-64"],
+    ),
 }
 
 ALLOWED = {
@@ -228,6 +244,18 @@ ALLOWED = {
     "undefined-macro": "#ifdef FLASHINFER_PLANTED_NOT_DEFINED\n  cuLaunchKernel(f);\n#endif",
     "ptx-without-output": 'asm volatile("membar.gl;");',
     "ported-runtime-call": "cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, 0);",
+    "brace-alias-mod-32": "unsigned lane{threadIdx.x % 32};",
+    "brace-alias-and-31": "auto t{threadIdx.x};\n  int lane = t & 31;",
+    "named-constant-32": "constexpr int kGroup = 32;\n  int lane = threadIdx.x % kGroup;",
+    "compound-index-mod-32": "int lane = (threadIdx.x + blockDim.x * threadIdx.y) % 32;",
+    "group-number-masked": "int g = (threadIdx.x / 32) & 127;",
+    "group-number-shifted": "int g = threadIdx.x >> 5 & 127;",
+    "modulo-written-out-32": "int lane = threadIdx.x - (threadIdx.x / 32) * 32;",
+    "unknown-modulus": "int r = (threadIdx.x + 1) % (offset * 2);",
+    "address-of-index": "unsigned* q = &s[threadIdx.x & 31];",
+    "logical-and": "bool b = threadIdx.x > 0 && (flags & 0x100);",
+    "atomic-32-shared": "__shared__ unsigned counts[64];\n  atomicAdd(&counts[threadIdx.x & 31], 1u);",
+    "atomic-float": "atomicAdd(out, x * 2.f);",
 }
 
 

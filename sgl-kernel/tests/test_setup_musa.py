@@ -4,6 +4,7 @@ import hashlib
 import importlib.abc
 import importlib.machinery
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from torchada_porter import torchada_port_in_place
 
 KERNEL_DIR = Path(__file__).resolve().parents[1]
 REPO = KERNEL_DIR.parent
@@ -44,14 +46,37 @@ def tracked_tree_digest():
 
 
 @pytest.mark.parametrize(
-    "env, device, arch",
+    "env, device, arch, why",
     [
-        ({}, None, "mp_31"),
-        ({}, "mp_22", "mp_22"),
-        ({}, "mp_31", "mp_31"),
-        ({"MTGPU_TARGET": "mp_31"}, None, "mp_31"),
-        ({"MTGPU_TARGET": "mp_22"}, None, "mp_22"),
-        ({"MTGPU_TARGET": "mp_31"}, "mp_22", "mp_31"),
+        ({}, None, "mp_31", "the default: no MUSA device visible and neither"),
+        ({}, "mp_22", "mp_22", "the visible MUSA device is mp_22"),
+        ({}, "mp_31", "mp_31", "the visible MUSA device is mp_31"),
+        ({"MTGPU_TARGET": "mp_31"}, None, "mp_31", "MTGPU_TARGET=mp_31 (no MUSA device visible)"),
+        ({"MTGPU_TARGET": "mp_22"}, None, "mp_22", "MTGPU_TARGET=mp_22 (no MUSA device visible)"),
+        (
+            {"TORCH_MUSA_ARCH_LIST": "22"},
+            None,
+            "mp_22",
+            "TORCH_MUSA_ARCH_LIST=22 (no MUSA device visible)",
+        ),
+        (
+            {"MTGPU_TARGET": "mp_22", "TORCH_MUSA_ARCH_LIST": "22"},
+            "mp_22",
+            "mp_22",
+            "the visible MUSA device is mp_22, as MTGPU_TARGET=mp_22 asks",
+        ),
+        (
+            {"MTGPU_TARGET": "mp_31", "SGL_KERNEL_MUSA_ARCH_OVERRIDE": "1"},
+            "mp_22",
+            "mp_31",
+            "MTGPU_TARGET=mp_31, overriding the visible device mp_22",
+        ),
+        (
+            {"TORCH_MUSA_ARCH_LIST": "22", "SGL_KERNEL_MUSA_ARCH_OVERRIDE": "1"},
+            "mp_31",
+            "mp_22",
+            "TORCH_MUSA_ARCH_LIST=22, overriding the visible device mp_31",
+        ),
     ],
     ids=[
         "default-without-device",
@@ -59,11 +84,56 @@ def tracked_tree_digest():
         "s5000-visible",
         "target-s5000",
         "target-s4000",
-        "target-wins-over-device",
+        "arch-list-s4000",
+        "variables-agree-with-device",
+        "override-target",
+        "override-arch-list",
     ],
 )
-def test_musa_arch_selection(sm, env, device, arch):
-    assert sm.musa_arch(env, device) == arch
+def test_musa_arch_selection(sm, env, device, arch, why):
+    chosen, reason = sm.musa_arch_choice(env, device)
+    assert (chosen, sm.musa_arch(env, device)) == (arch, arch)
+    assert reason.startswith(why)
+    line = sm.arch_log_line(chosen, reason)
+    assert line.startswith(f"setup_musa.py: building for {arch} ({sm.MUSA_ARCHS[arch]}): {why}")
+
+
+@pytest.mark.parametrize(
+    "env, device, named",
+    [
+        ({"MTGPU_TARGET": "mp_31"}, "mp_22", ("MTGPU_TARGET=mp_31", "mp_22")),
+        ({"MTGPU_TARGET": "mp_22"}, "mp_31", ("MTGPU_TARGET=mp_22", "mp_31")),
+        ({"TORCH_MUSA_ARCH_LIST": "31"}, "mp_22", ("TORCH_MUSA_ARCH_LIST=31", "mp_22")),
+        (
+            {"MTGPU_TARGET": "mp_31", "TORCH_MUSA_ARCH_LIST": "31"},
+            "mp_22",
+            ("MTGPU_TARGET=mp_31", "mp_22"),
+        ),
+        (
+            {"MTGPU_TARGET": "mp_31", "SGL_KERNEL_MUSA_ARCH_OVERRIDE": "0"},
+            "mp_22",
+            ("MTGPU_TARGET=mp_31", "mp_22"),
+        ),
+    ],
+    ids=["target-on-s4000", "target-on-s5000", "arch-list", "serving-image", "override-not-1"],
+)
+def test_variables_that_disagree_with_the_device_stop_the_build(sm, env, device, named):
+    """The serving image case: MTGPU_TARGET=mp_31 and TORCH_MUSA_ARCH_LIST=31 on an S4000."""
+    variable, visible = named
+    with pytest.raises(sm.BuildError) as err:
+        sm.musa_arch_choice(env, device)
+    message = str(err.value)
+    assert variable in message and f"the visible MUSA device is {visible}" in message
+    assert "SGL_KERNEL_MUSA_ARCH_OVERRIDE=1" in message
+
+
+def test_the_two_variables_disagreeing_stop_the_build(sm):
+    with pytest.raises(
+        sm.BuildError, match=r"TORCH_MUSA_ARCH_LIST='31' disagrees with MTGPU_TARGET='mp_22'"
+    ):
+        sm.musa_arch_choice({"MTGPU_TARGET": "mp_22", "TORCH_MUSA_ARCH_LIST": "31"}, None)
+    with pytest.raises(sm.BuildError, match=r"TORCH_MUSA_ARCH_LIST='22;31' names 2 archs"):
+        sm.musa_arch_choice({"TORCH_MUSA_ARCH_LIST": "22;31"}, None)
 
 
 @pytest.mark.parametrize("target", ["mp_21", "sm_90", ""])
@@ -162,10 +232,16 @@ def test_a_torchada_without_in_place_porting_is_refused(sm, version):
         sm.check_torchada_version(version)
 
 
-def test_torchada_versions_other_than_the_checked_one_warn(sm):
-    assert sm.check_torchada_version("0.1.103") is None
-    assert "not the checked 0.1.103" in sm.check_torchada_version("0.1.68")
-    assert "not the checked 0.1.103" in sm.check_torchada_version("0.2.0")
+def test_torchada_versions_other_than_the_checked_one_stop_the_build(sm):
+    assert sm.check_torchada_version("0.1.103", {}) is None
+    for version in ("0.1.68", "0.2.0", "0.1.103.post1"):
+        with pytest.raises(
+            sm.BuildError,
+            match=rf"torchada {version} is not the checked 0.1.103.*SGL_KERNEL_MUSA_PORT_OVERRIDE=1",
+        ):
+            sm.check_torchada_version(version, {})
+        warning = sm.check_torchada_version(version, {"SGL_KERNEL_MUSA_PORT_OVERRIDE": "1"})
+        assert "warning: torchada" in warning and "not the checked 0.1.103" in warning
 
 
 def test_the_checked_torchada_is_what_the_packages_pin():
@@ -188,6 +264,8 @@ def test_extra_port_rules_reach_torchadas_mapping(sm):
             return {"cudaMalloc": "musaMalloc"}
 
     rules = sm.with_port_rules(TorchadaLike)().get_mapping_rule()
+    assert rules == {"cudaMalloc": "musaMalloc", **sm.EXTRA_PORT_RULES}
+    rules = sm.with_port_rules(TorchadaLike, Path("/nonexistent"))().get_mapping_rule()
     assert rules == {"cudaMalloc": "musaMalloc", **sm.EXTRA_PORT_RULES}
 
 
@@ -218,7 +296,7 @@ def test_importing_setup_musa_has_no_side_effects(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_musa_configuration_with_torch_musa_simulated(sm, monkeypatch, tmp_path):
+def test_musa_configuration_with_torch_musa_simulated(sm, monkeypatch, tmp_path, capsys):
     """The MUSA branch imports torchada, compiles a staged copy with mcc flags, and the
     checkout stays byte-for-byte unchanged even when the staged copy is ported in place."""
     imported = []
@@ -233,16 +311,24 @@ def test_musa_configuration_with_torch_musa_simulated(sm, monkeypatch, tmp_path)
         def exec_module(self, module):
             pass
 
-    monkeypatch.delitem(sys.modules, "torchada", raising=False)
+    # setitem first, so the undo removes the fake module monkeypatch.delitem alone would
+    # leave behind when torchada was not imported yet (and find_spec("torchada") would
+    # then find the fake in later tests)
+    monkeypatch.setitem(sys.modules, "torchada", None)
+    monkeypatch.delitem(sys.modules, "torchada")
     monkeypatch.setattr(sys, "meta_path", [FakeTorchada()] + sys.meta_path)
     monkeypatch.setattr(sm, "is_musa_host", lambda: True)
     monkeypatch.setattr(sm, "visible_musa_arch", lambda: "mp_22")  # an S4000 host
     monkeypatch.setattr("importlib.metadata.version", lambda name: "0.1.103")
+    monkeypatch.setattr(sm, "torch_musa_mapping_dir", lambda: None)
     monkeypatch.setenv("TORCH_MUSA_ARCH_LIST", "")  # recorded, so the test's value is undone
     monkeypatch.delenv("TORCH_MUSA_ARCH_LIST")
     before = tracked_tree_digest()
 
     ext, cmdclass = sm.extension_and_cmdclass({})  # no MTGPU_TARGET: the device decides
+    assert capsys.readouterr().out.splitlines() == [
+        "setup_musa.py: building for mp_22 (MTT S4000): the visible MUSA device is mp_22"
+    ]
 
     stage = KERNEL_DIR / "build" / "musa_src"
     assert ext.name == "sgl_kernel.common_ops"
@@ -344,3 +430,262 @@ def test_a_failed_download_says_what_to_do(isolated_stage, monkeypatch):
         match="(?s)could not download .*No matching distribution.*FLASHINFER_SOURCE_DIR",
     ):
         sm.stage_flashinfer({})
+
+
+def test_restaging_follows_changed_source_headers(isolated_stage, tmp_path):
+    """With FLASHINFER_SOURCE_DIR the stamp hashes the headers: the same path with a
+    changed header restages, an unchanged one reuses the stage."""
+    sm = isolated_stage
+    source = tmp_path / "src"
+    pristine = source / "include" / "flashinfer"
+    pristine.mkdir(parents=True)
+    with zipfile.ZipFile(REPO / "3rdparty" / ".cache" / sm.FLASHINFER_WHEEL) as zf:
+        for name in sm.FLASHINFER_HEADERS:
+            (pristine / name).write_bytes(zf.read(sm.WHEEL_HEADER_PREFIX + name))
+    env = {"FLASHINFER_SOURCE_DIR": str(source)}
+    staged = sm.stage_flashinfer(env) / "flashinfer" / "utils.cuh"
+    stamp = (tmp_path / "flashinfer" / "STAGED_FROM").read_text()
+    assert f"header utils.cuh {sm._sha256(source / 'include/flashinfer/utils.cuh')}" in stamp
+    staged.write_text(staged.read_text() + "// edited in the stage\n")
+    sm.stage_flashinfer(env)  # unchanged source: the stage is reused as it is
+    assert staged.read_text().endswith("// edited in the stage\n")
+    header = source / "include" / "flashinfer" / "utils.cuh"
+    header.write_text(header.read_text() + "// changed upstream\n")
+    sm.stage_flashinfer(env)
+    assert staged.read_text().endswith("// changed upstream\n")
+
+
+# ------------------------------------------------------------------ torchada's skip rules
+
+# Runs torchada 0.1.103's own functions (in a subprocess: importing torchada patches torch)
+# over the same cases: the system-path test of BuildExtension._is_system_include_dir (a
+# method of a class torchada only defines with torch_musa present, so its condition is
+# restated from the installed source) and its TORCHADA_EXCLUDE_DIRS reader.
+TORCHADA_SKIPS = r"""
+import json, os, sys
+import torchada.utils.cpp_extension as ce
+
+results = []
+for path, value in json.loads(sys.argv[1]):
+    os.environ["TORCHADA_EXCLUDE_DIRS"] = value
+    real = os.path.realpath(os.path.abspath(path))
+    system = (real.startswith("/usr/") or real.startswith("/opt/")
+              or "site-packages" in real or "dist-packages" in real)
+    results.append(bool(system or ce._is_configured_exclude_dir(real)))
+print(json.dumps(results))
+"""
+
+
+def test_torchada_skip_rules_match_torchadas_own(sm, tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    (home / "sglang" / "build").mkdir(parents=True)
+    package = tmp_path / "pkgs" / "vendored_pkg"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    link = tmp_path / "link"
+    link.symlink_to(home / "sglang")
+    env = {
+        "HOME": str(home),
+        "STAGE_ROOT": str(home / "sglang"),
+        "PYTHONPATH": str(tmp_path / "pkgs"),
+        "PATH": os.environ["PATH"],
+    }
+    build = str(home / "sglang" / "build")
+    cases = [
+        (build, ""),
+        (build, "~/sglang"),
+        (build, "~"),
+        (build, "$STAGE_ROOT"),
+        (build, "${STAGE_ROOT}/build"),
+        (build, "$UNSET_VARIABLE/x"),
+        (build, "sglang"),
+        (build, "build,other"),
+        (build, f"/nowhere{os.pathsep}sglang"),
+        (build, str(home / "sglang" / "build" / "deeper")),  # the stage contains a root
+        (build, str(home / "other")),
+        (str(link / "build"), str(home / "sglang")),  # symlinks resolved
+        (str(package / "x"), "vendored_pkg"),  # an importable module's directory
+        (str(tmp_path / "pkgs" / "y"), "vendored_pkg"),
+        (build, "no_such_module_here"),
+        ("/opt/x/build", ""),
+        (str(tmp_path / "site-packages-like" / "b"), ""),
+    ]
+    result = subprocess.run(
+        [sys.executable, "-c", TORCHADA_SKIPS, json.dumps(cases)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    theirs = json.loads(result.stdout.splitlines()[-1])
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.syspath_prepend(str(tmp_path / "pkgs"))
+    monkeypatch.chdir(tmp_path)
+    ours = [
+        sm.torchada_skips(Path(path), {**env, "TORCHADA_EXCLUDE_DIRS": value})
+        for path, value in cases
+    ]
+    assert ours == theirs
+    assert theirs == [False, True, True, True, True, False, True, True, True, True, False] + [
+        True,
+        True,
+        False,
+        False,
+        True,
+        True,
+    ]
+
+
+# ------------------------------------------------------------------ the build's port checks
+
+
+@pytest.fixture
+def musa_stage(sm, tmp_path):
+    return sm.stage_musa_sources(sm.stage_flashinfer({}), tmp_path / "stage")
+
+
+class RecordingBuild:
+    """Stands for torchada's BuildExtension after its in-place port: build_extensions()
+    is what compiles."""
+
+    built = 0
+
+    def build_extensions(self):
+        type(self).built += 1
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torchada") is None, reason="needs torchada")
+def test_the_build_compiles_a_stage_torchada_ported_and_the_lint_passes(sm, musa_stage, capsys):
+    torchada_port_in_place(musa_stage, sm.EXTRA_PORT_RULES)
+    assert sm.lint_ported_stage(musa_stage) == []
+    build = sm.with_port_rules(RecordingBuild, musa_stage)
+    build.built = 0
+    build().build_extensions()
+    assert build.built == 1
+    assert "porting lint: 0 findings in the ported stage" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torchada") is None, reason="needs torchada")
+def test_the_build_stops_on_a_mis_ported_stage(sm, musa_stage):
+    """Unported, or ported without our extra rules, or with a construct planted after the
+    port: the build stops before compiling and names the findings."""
+    build = sm.with_port_rules(RecordingBuild, musa_stage)
+    build.built = 0
+    with pytest.raises(SystemExit, match=r"fail the porting lint \((\d{3}) finding\(s\)\)"):
+        build().build_extensions()  # not ported at all
+
+    torchada_port_in_place(musa_stage, {})  # torchada without EXTRA_PORT_RULES
+    findings = sm.lint_ported_stage(musa_stage)
+    assert {f.rule for f in findings} == {"cuda-left"}
+    assert any("cudaLaunchKernel" in f.text for f in findings)
+    with pytest.raises(SystemExit, match=r"cuda-left.*cudaLaunchKernel"):
+        build().build_extensions()
+    assert build.built == 0
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torchada") is None, reason="needs torchada")
+def test_a_warp_width_assumption_in_the_ported_stage_stops_the_build(sm, musa_stage):
+    header = musa_stage / "csrc" / "sampling" / "seeded_sampling.cuh"
+    header.write_text(
+        header.read_text().replace(
+            "  const uint32_t tid = threadIdx.x;\n",
+            "  const uint32_t tid = threadIdx.x & 127;\n",
+            1,
+        )
+    )
+    torchada_port_in_place(musa_stage, sm.EXTRA_PORT_RULES)
+    findings = sm.lint_ported_stage(musa_stage)
+    assert [(f.path, f.rule) for f in findings] == [
+        ("csrc/sampling/seeded_sampling.cuh", "lane-mask")
+    ]
+
+
+def write_mapping(directory: Path, tables: dict) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, rules in tables.items():
+        (directory / name).write_text(json.dumps(rules))
+    return directory
+
+
+def verified_tables():
+    data = json.loads((KERNEL_DIR / "tools" / "torch_musa_mapping.json").read_text())
+    return {t["file"]: dict(t["rules"]) for t in data["tables"]}
+
+
+def test_the_torch_musa_tables_the_tree_was_checked_with_pass(sm, musa_stage, tmp_path):
+    tables = verified_tables()
+    tables["include.json"]["cublas_v2.h"] = "mublas.h"  # left out on purpose: not ours
+    tables["general.json"] = {"cuda": "musa"}  # SimplePorting does not load it
+    tables["dnn-naming.json"] = {"cudnnHandle_t": "mudnnHandle_t"}  # names we never use
+    mapping = write_mapping(tmp_path / "mapping", tables)
+    assert sm.torch_musa_mapping_differences(mapping, musa_stage) == []
+    assert sm.check_torch_musa_mapping(musa_stage, {}, mapping) is None
+
+
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        (
+            lambda t: t["extra.json"].update(CUDAGuard="OtherGuard"),
+            "extra.json: 'CUDAGuard' -> 'OtherGuard'",
+        ),
+        (
+            lambda t: t["extra.json"].pop("PhiloxCudaState"),
+            "extra.json: no rule for 'PhiloxCudaState'",
+        ),
+        (
+            lambda t: t["extra.json"].update(newRule="x"),
+            "extra.json: a rule the tree was not checked with: 'newRule'",
+        ),
+        (
+            lambda t: t["include.json"].update({"cuda_fp16.h": "x.h"}),
+            "include.json: 'cuda_fp16.h' -> 'x.h'",
+        ),
+        (
+            lambda t: t["include.json"].update(curand_kernel="x"),
+            "include.json: a rule the tree was not checked with: 'curand_kernel'",
+        ),
+        (lambda t: t.pop("include.json"), "include.json: missing"),
+        (
+            lambda t: t.update({"new.json": {"getCurrentCUDAStream(": "x("}}),
+            "new.json: a table the tree was not checked with",
+        ),
+    ],
+    ids=[
+        "changed",
+        "removed",
+        "added-to-complete",
+        "changed-header",
+        "added-hit",
+        "missing",
+        "new-table",
+    ],
+)
+def test_other_torch_musa_tables_stop_the_build(sm, musa_stage, tmp_path, change, expected):
+    tables = verified_tables()
+    change(tables)
+    mapping = write_mapping(tmp_path / "mapping", tables)
+    differences = sm.torch_musa_mapping_differences(mapping, musa_stage)
+    assert len(differences) == 1 and differences[0].startswith(expected), differences
+    with pytest.raises(
+        sm.BuildError,
+        match=r"(?s)differ from the ones this tree was checked.*SGL_KERNEL_MUSA_PORT_OVERRIDE=1",
+    ):
+        sm.check_torch_musa_mapping(musa_stage, {}, mapping)
+    warning = sm.check_torch_musa_mapping(
+        musa_stage, {"SGL_KERNEL_MUSA_PORT_OVERRIDE": "1"}, mapping
+    )
+    assert "warning" in warning and expected in warning
+
+
+def test_torch_musa_mapping_dir_is_found_without_importing(sm, tmp_path, monkeypatch):
+    if importlib.util.find_spec("torch_musa") is None:  # a CPU host
+        assert sm.torch_musa_mapping_dir() is None
+    package = tmp_path / "torch_musa"
+    (package / "utils" / "mapping").mkdir(parents=True)
+    (package / "__init__.py").write_text("raise RuntimeError('imported')\n")
+    monkeypatch.delitem(sys.modules, "torch_musa", raising=False)  # restored if it was there
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert sm.torch_musa_mapping_dir() == package / "utils" / "mapping"
+    assert "torch_musa" not in sys.modules

@@ -15,8 +15,23 @@ shown is the ported one):
   lane-mask       a thread index masked or reduced past one 32-lane group:
                   `threadIdx.x | 0xffffffff`, `& 127`, `% 64` (the rule: with every
                   shuffle at width <= 32, lanes are numbered inside 32-lane groups, so a
-                  thread index may only be combined with `&`/`|` by a literal <= 31 and
-                  `%` by a literal <= 32; `/` and `>>` give group numbers and are fine)
+                  thread index may only be combined with `&`/`|` by a value <= 31 and
+                  `%` by a value <= 32; `/` and `>>` give group numbers and are fine).
+                  The thread index may be parenthesised, part of a compound index
+                  (`(threadIdx.x + blockDim.x * threadIdx.y) % 64`) or an alias made with
+                  `=` or braces (`auto t{threadIdx.x}`); the value a literal, a named
+                  constant (constexpr / const / #define / enum, arithmetic resolved) or
+                  an expression of those; modulo written out (`t - (t / 64) * 64`) too.
+                  A value that cannot be resolved (a loop variable) is not reported
+  coop-groups     cooperative groups that span the hardware warp or take its mask:
+                  coalesced_threads(), tiled_partition(...) / tiled_partition<N>,
+                  thread_block_tile, coalesced_group, and .ballot / .match_any /
+                  .match_all (and .any / .all on a tile): their semantics on 128-lane
+                  warps are unverified and their masks are 32-bit
+  atomic-64       atomicAdd on a 64-bit integer or a double (a pointer cast to, or a
+                  name declared as, double / long long / int64_t / uint64_t / size_t,
+                  or a double or 64-bit literal / cast as the value): whether MUSA has
+                  them natively is unverified (on sm_90 a 64-bit shared add is a CAS loop)
   warp-size       `warpSize` (32 on CUDA, 128 on mp_21/mp_22: code using it changes
                   meaning between the two)
   warp-vote       whole-warp primitives (__ballot_sync, __any_sync, __all_sync,
@@ -92,7 +107,46 @@ REVIEWED_PTX = {
 
 SHUFFLE_CALL = re.compile(r"\b__shfl(_up|_down|_xor)?(_sync)?\s*\(")
 THREAD_INDEX = r"threadIdx\.[xyz]"
-LANE_OPERATION = r"\s*([|&%])\s*(0[xX][0-9a-fA-F]+|\d+)[uUlL]*\b"
+INT_LITERAL = re.compile(r"\b(0[xX][0-9a-fA-F]+|\d+)[uUlL]*\b")
+COOP_GROUPS = re.compile(
+    r"\b(coalesced_threads|tiled_partition|thread_block_tile|coalesced_group)\b"
+    r"|\.\s*(ballot|match_any|match_all)\s*\("
+)
+TILE_BINDING = re.compile(r"\b(\w+)\s*(?:=|\{)\s*(?:\w+::)*(?:tiled_partition|coalesced_threads)\b")
+WIDE_TYPE = r"(?:double|(?:unsigned\s+)?long\s+long(?:\s+int)?|u?int64_t|size_t|uint64|int64)"
+WIDE_DECLARATION = re.compile(rf"\b{WIDE_TYPE}\b[\s*&]*(?:__restrict__\s+)?(\w+)")
+WIDE_POINTER_CAST = re.compile(rf"\b{WIDE_TYPE}\s*\*")
+WIDE_VALUE = re.compile(
+    rf"^\s*(?:\d+\.\d*|\.\d+|\d+[eE][-+]?\d+|\d+(?:[uU]?[lL]{{2}}|[lL]{{2}}[uU]?))"
+    rf"|\b(?:static_cast\s*<\s*{WIDE_TYPE}\s*>|\(\s*{WIDE_TYPE}\s*\))"
+)
+NOT_A_NAME = frozenset(
+    {
+        "if",
+        "else",
+        "for",
+        "while",
+        "do",
+        "switch",
+        "return",
+        "struct",
+        "class",
+        "union",
+        "namespace",
+        "enum",
+        "operator",
+        "case",
+        "default",
+        "try",
+        "catch",
+    }
+)
+ATOMIC_ADD = re.compile(r"\batomicAdd\s*\(")
+CONSTANT_DEFINITION = re.compile(
+    r"^\s*#\s*define\s+(\w+)\s+(.+?)\s*$"
+    r"|\b(?:constexpr|const)\b[\w\s:<>]*?\b(\w+)\s*(?:=\s*([^;{},]+)|\{([^{}]+)\})\s*[;,)]"
+    r"|(?:\benum\b[^{]*\{|,)\s*(\w+)\s*=\s*([^,}]+)"
+)
 WARP_VOTE = re.compile(
     r"\b(__ballot(?:_sync)?|__any(?:_sync)?|__all(?:_sync)?|__activemask|__syncwarp"
     r"|__match_(?:any|all)_sync|__reduce_\w+_sync)\s*\("
@@ -184,14 +238,183 @@ def _shuffle_findings(rel: str, code: str, starts: list[int]) -> list[Finding]:
     return findings
 
 
-def _lane_findings(code: str, aliases) -> list[str]:
-    names = [THREAD_INDEX] + [re.escape(a) for a in aliases]
+def _value(text: str, constants: dict, depth: int = 0):
+    """The integer value of a constant expression (literals, named constants, + - * / %
+    << >> & | ^ ~ and parentheses), or None when anything in it is unknown."""
+    if depth > 8:
+        return None
+    text = text.strip()
+
+    def name(match):
+        word = match.group(0)
+        if re.fullmatch(r"\d\w*|0[xX]\w+", word):
+            return word
+        if word in constants:
+            value = _value(constants[word], constants, depth + 1)
+            if value is not None:
+                return str(value)
+        raise KeyError(word)
+
+    try:
+        expr = re.sub(r"\b\w+\b", name, text)
+    except KeyError:
+        return None
+    expr = INT_LITERAL.sub(lambda m: str(int(m.group(1), 0)), expr)
+    expr = re.sub(r"\bstatic_cast\s*<[^>]*>|\(\s*(?:unsigned|int|uint32_t|int32_t)\s*\)", "", expr)
+    if not re.fullmatch(r"[\d\s()+\-*/%<>&|^~]*", expr) or not re.search(r"\d", expr):
+        return None
+    try:
+        value = eval(expr.replace("/", "//"), {"__builtins__": {}}, {})  # noqa: S307
+    except Exception:
+        return None
+    return value if isinstance(value, int) else None
+
+
+def _operand_before(code: str, end: int) -> str:
+    """The operand that ends at code[:end] (an identifier chain, a call, an index or a
+    parenthesised group), joined through higher-precedence + - * << (not / or >>: a
+    quotient is a group number, not a lane)."""
+    index = end
+    parts_start = end
+    while True:
+        while index > 0 and code[index - 1].isspace():
+            index -= 1
+        start = index
+        while start > 0 and code[start - 1] in ")]":
+            depth, start = 0, start - 1
+            while start >= 0:
+                depth += {")": 1, "]": 1, "(": -1, "[": -1}.get(code[start], 0)
+                if depth == 0:
+                    break
+                start -= 1
+        while start > 0 and (code[start - 1].isalnum() or code[start - 1] in "_.:"):
+            start -= 1
+        if start > 1 and code[start - 2 : start] == "->":
+            index = start - 2
+            continue
+        if start == index:
+            return code[parts_start:end]
+        parts_start = start
+        before = start
+        while before > 0 and code[before - 1].isspace():
+            before -= 1
+        op = code[before - 2 : before] if before >= 2 else ""
+        if op == "<<" or (
+            before > 0
+            and code[before - 1] in "+-*"
+            and (before < 2 or code[before - 2] not in "+-*/%&|^<>=!(,")
+        ):
+            index = before - (2 if op == "<<" else 1)
+            continue
+        return code[parts_start:end]
+
+
+def _operand_after(code: str, start: int) -> str:
+    index = start
+    while index < len(code) and code[index].isspace():
+        index += 1
+    if index < len(code) and code[index] == "(":
+        depth, end = 0, index
+        while end < len(code):
+            depth += {"(": 1, ")": -1}.get(code[end], 0)
+            end += 1
+            if depth == 0:
+                break
+        return code[index:end]
+    match = re.match(r"~?\s*[\w.:]+", code[index:])
+    return match.group(0) if match else ""
+
+
+def _carries_lane(text: str, lanes: re.Pattern) -> bool:
+    """Whether a thread index (or alias) in `text` is used as such, not divided or
+    shifted down into a group number."""
+    for match in lanes.finditer(text):
+        rest = text[match.end() :].lstrip()
+        if not (rest.startswith("/") or rest.startswith(">>")):
+            return True
+    return False
+
+
+def _lane_findings(code: str, aliases, constants: dict | None = None) -> list[str]:
+    constants = constants or {}
+    names = [THREAD_INDEX] + [re.escape(a) for a in sorted(aliases)]
+    lanes = re.compile(rf"(?<![\w.])(?:{'|'.join(names)})\b")
+    if not lanes.search(code):
+        return []
     hits = []
-    for match in re.finditer(rf"(?<![\w.])(?:{'|'.join(names)})\b{LANE_OPERATION}", code):
-        op, value = match.group(1), int(match.group(2), 0)
-        if (op in "|&" and value > 31) or (op == "%" and value > 32):
+    for match in re.finditer(r"(?<![&|])([&|%])(?![&|])(=?)", code):
+        op = match.group(1)
+        left = _operand_before(code, match.start())
+        right = _operand_after(code, match.end())
+        if not left.strip() or not right.strip():
+            continue  # unary & (address-of)
+        pairs = [(left, right)] + ([(right, left)] if op in "&|" else [])
+        for lane_side, value_side in pairs:
+            if not _carries_lane(lane_side, lanes) or lanes.search(value_side):
+                continue
+            value = _value(value_side.lstrip("~").strip(), constants)
+            if value is None:
+                continue
+            if value_side.lstrip().startswith("~"):
+                value = ~value & 0xFFFFFFFF
+            if (op in "&|" and value > 31) or (op == "%" and value > 32):
+                hits.append(f"{lane_side.strip()} {op} {value_side.strip()}")
+                break
+    # modulo written out: t - (t / N) * N
+    for match in re.finditer(
+        rf"({lanes.pattern}|\(\s*{lanes.pattern}\s*\))\s*-\s*\(?\s*\(?\s*({lanes.pattern})"
+        r"\s*\)?\s*/\s*(\w+)\s*\)?\s*\*\s*(\w+)",
+        code,
+    ):
+        divisor, factor = _value(match.group(3), constants), _value(match.group(4), constants)
+        if divisor is not None and divisor == factor and divisor > 32:
             hits.append(match.group(0))
     return hits
+
+
+def _atomic64_findings(code: str, wide_names: set) -> list[str]:
+    hits = []
+    for match in ATOMIC_ADD.finditer(code):
+        depth, index = 1, match.end()
+        while depth and index < len(code):
+            depth += {"(": 1, ")": -1}.get(code[index], 0)
+            index += 1
+        args = split_args(code[match.end() : index - 1])
+        target = args[0] if args else ""
+        value = args[1] if len(args) > 1 else ""
+        stripped = re.sub(r"\[[^\]]*\]", "", target)
+        last = re.findall(r"\w+", stripped)
+        if (
+            WIDE_POINTER_CAST.search(target)
+            or (last and last[-1] in wide_names)
+            or WIDE_VALUE.search(value)
+        ):
+            hits.append(code[match.start() : index])
+    return hits
+
+
+def _constants(code: str, constants: dict) -> None:
+    for match in CONSTANT_DEFINITION.finditer(code):
+        if match.group(1):
+            if not re.match(r"\w+\(", code.split("define", 1)[1].strip()):  # not a macro fn
+                constants.setdefault(match.group(1), match.group(2))
+        elif match.group(3):
+            constants.setdefault(match.group(3), match.group(4) or match.group(5))
+        elif match.group(6):
+            constants.setdefault(match.group(6), match.group(7))
+
+
+def _aliases(code: str) -> set:
+    found = set()
+    for match in re.finditer(r"\b(\w+)\s*(?:=\s*([^;,]*)|\{([^{}]*)\})", code):
+        if match.group(1) in NOT_A_NAME:
+            continue
+        init = match.group(2) if match.group(2) is not None else match.group(3)
+        if init is None or match.group(2) is not None and code[match.end(1) :].lstrip()[:2] == "==":
+            continue
+        if re.search(THREAD_INDEX, init) and not re.search(r"[%&|/]|>>", init):
+            found.add(match.group(1))
+    return found
 
 
 def lint_sources(stage_dir: Path, rules=None, flags=None) -> list[Finding]:
@@ -212,14 +435,23 @@ def lint_sources(stage_dir: Path, rules=None, flags=None) -> list[Finding]:
     for line in compiled:
         by_file.setdefault(line.path, []).append(line)
 
+    constants: dict = {}
+    wide_names: set = set()
+    for path, lines in by_file.items():
+        for line in lines:
+            code = code_lines[path][line.number - 1]
+            _constants(code, constants)
+            wide_names.update(WIDE_DECLARATION.findall(code))
+
     findings = []
     for path, lines in by_file.items():
         rel = str(path.relative_to(stage_dir))
-        aliases = set()
+        aliases, tiles = set(), set()
         text_parts, starts, position = [], [], 0
         for line in lines:
             code = code_lines[path][line.number - 1]
-            aliases.update(re.findall(rf"\b(\w+)\s*=\s*{THREAD_INDEX}\b", code))
+            aliases.update(_aliases(code))
+            tiles.update(TILE_BINDING.findall(code))
             starts.append(position)
             text_parts.append(code)
             position += len(code) + 1
@@ -244,8 +476,15 @@ def lint_sources(stage_dir: Path, rules=None, flags=None) -> list[Finding]:
             for rule, pattern in LINE_RULES.items():
                 if pattern.search(code):
                     findings.append(Finding(rel, line.number, rule, raw))
-            if _lane_findings(code, aliases):
+            if _lane_findings(code, aliases, constants):
                 findings.append(Finding(rel, line.number, "lane-mask", raw))
+            tile_call = tiles and re.search(
+                rf"\b(?:{'|'.join(map(re.escape, sorted(tiles)))})\s*\.\s*\w+\s*\(", code
+            )
+            if COOP_GROUPS.search(code) or tile_call:
+                findings.append(Finding(rel, line.number, "coop-groups", raw))
+            if _atomic64_findings(code, wide_names):
+                findings.append(Finding(rel, line.number, "atomic-64", raw))
             if WARP_VOTE.search(code):
                 findings.append(Finding(rel, line.number, "warp-vote", raw))
             if CUDA_LEFT.search(code):

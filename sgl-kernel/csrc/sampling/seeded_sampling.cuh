@@ -28,8 +28,12 @@
 // keeps it portable to MUSA.
 #pragma once
 
+#include <atomic>
 #include <cfloat>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <cub/cub.cuh>
 
 namespace sgl_sampling {
@@ -37,7 +41,11 @@ namespace sgl_sampling {
 constexpr uint32_t kSeededThreads = 1024;
 // Histogram sums of 12-bit mantissa halves fit 32 bits for rows of fewer than 2^20 tokens.
 constexpr uint32_t kMaxSeededVocab = (1u << 20) - 1;
-constexpr uint32_t kMaxBins = 1024;        // level 0: bits 30..21 (exponent + 2 mantissa bits)
+constexpr uint32_t kMaxBins = 1024;  // level 0: bits 30..21 (exponent + 2 mantissa bits)
+// find_boundary's thread t owns bins bins-1-2t and bins-2-2t, so an instance must have
+// at least kMaxBins / kBinsPerThread threads to see every level-0 bin.
+constexpr uint32_t kBinsPerThread = 2;
+constexpr uint32_t kMinSeededThreads = kMaxBins / kBinsPerThread;  // 512
 constexpr uint32_t kInfKey = 0x7F800000u;  // +inf; keys of finite positive floats are below
 constexpr uint32_t kNone = 0xFFFFFFFFu;
 
@@ -56,7 +64,7 @@ constexpr int kLevels = 4;
 __device__ __forceinline__ uint32_t level_shift(int level) {
   return level == 0 ? 21u : level == 1 ? 14u : level == 2 ? 7u : 0u;
 }
-__device__ __forceinline__ uint32_t level_bins(int level) { return level == 0 ? 1024u : 128u; }
+__device__ __forceinline__ uint32_t level_bins(int level) { return level == 0 ? kMaxBins : 128u; }
 
 // The weight's order-preserving key: its bits if it is > 0 (so NaN and negatives are 0).
 __device__ __forceinline__ uint32_t weight_key(float x) {
@@ -214,6 +222,9 @@ struct Boundary {
 template <uint32_t BLOCK, typename Source>
 __device__ Boundary find_boundary(SeededShared<BLOCK>& s, Source&& source, uint32_t floor_key,
                                   int32_t k, bool cuts_k, bool cuts_p, double limit) {
+  static_assert(BLOCK * kBinsPerThread >= kMaxBins,
+                "find_boundary: BLOCK threads owning kBinsPerThread bins each must cover the "
+                "kMaxBins bins of level 0 (BLOCK >= kMinSeededThreads)");
   const uint32_t tid = threadIdx.x;
   Boundary result{false, floor_key, kNone, 0};
   uint32_t prefix = 0, above_count = 0;
@@ -244,11 +255,12 @@ __device__ Boundary find_boundary(SeededShared<BLOCK>& s, Source&& source, uint3
     __syncthreads();
     // Thread t owns bins bins-1-2t and bins-2-2t (highest first), so an exclusive scan
     // over threads gives each bin the totals above it.
+    static_assert(kBinsPerThread == 2, "the bin ownership below is written for two bins");
     uint32_t count[2] = {0, 0}, bin[2] = {kNone, kNone};
     double mass[2] = {0, 0};
 #pragma unroll
     for (int j = 0; j < 2; ++j) {
-      const uint32_t rank = 2 * tid + j;
+      const uint32_t rank = kBinsPerThread * tid + j;
       if (rank < bins) {
         bin[j] = bins - 1 - rank;
         count[j] = s.work.hist.count[bin[j]];
@@ -328,6 +340,8 @@ __global__ void __launch_bounds__(BLOCK)
                                      const float* __restrict__ min_p_arr,
                                      const int64_t* __restrict__ seed_arr,
                                      const int64_t* __restrict__ position_arr, uint32_t vocab) {
+  static_assert(BLOCK >= kMinSeededThreads && BLOCK * kBinsPerThread >= kMaxBins,
+                "the fused kernel needs BLOCK >= kMaxBins / kBinsPerThread threads");
   __shared__ SeededShared<BLOCK> s;
   const uint32_t row = blockIdx.x, tid = threadIdx.x;
   const float* p = probs + static_cast<size_t>(row) * vocab;
@@ -401,13 +415,21 @@ __global__ void __launch_bounds__(BLOCK)
               }
               return;
             }
+            // Once the buffer has overflowed (count > kCandidates) nobody reads it and
+            // the count only has to stay above kCandidates: a thread that sees that (a
+            // stale read can only be lower, never skips too early) takes no more atomics.
+            bool overflowed = false;
             for_each_entry<BLOCK>(p, vocab, [&](uint32_t i, float x) {
               const uint32_t key = weight_key(x);
-              if (level == 0 && key >= floor_key) {
-                const uint32_t slot = atomicAdd(&s.candidates, 1u);
-                if (slot < kCandidates) {
-                  s.candidate_key[slot] = key;
-                  s.candidate_id[slot] = i;
+              if (level == 0 && key >= floor_key && !overflowed) {
+                overflowed = *static_cast<volatile uint32_t*>(&s.candidates) > kCandidates;
+                if (!overflowed) {
+                  const uint32_t slot = atomicAdd(&s.candidates, 1u);
+                  if (slot < kCandidates) {
+                    s.candidate_key[slot] = key;
+                    s.candidate_id[slot] = i;
+                  }
+                  overflowed = slot >= kCandidates;
                 }
               }
               add(key, i);
@@ -481,14 +503,72 @@ __global__ void __launch_bounds__(BLOCK)
   if (tid == 0) output[row] = winner.index == kNone ? 0 : static_cast<int32_t>(winner.index);
 }
 
-// Launches one block per row on `stream`; the caller has checked every argument.
+// The forced instance from SGL_KERNEL_FUSED_BLOCK (read once): 0 when unset or empty,
+// kSeededThreads or kMinSeededThreads when it names one, -1 for anything else.
+inline int forced_seeded_block() {
+  static const int forced = [] {
+    const char* value = std::getenv("SGL_KERNEL_FUSED_BLOCK");
+    if (value == nullptr || *value == '\0') return 0;
+    if (std::strcmp(value, "1024") == 0) return static_cast<int>(kSeededThreads);
+    if (std::strcmp(value, "512") == 0) return static_cast<int>(kMinSeededThreads);
+    return -1;
+  }();
+  return forced;
+}
+
+// The instance to launch on the current device: the 1024-thread one, or the
+// kMinSeededThreads one where the device reports fewer than 1024 threads per block (its
+// cudaDevAttrMaxThreadsPerBlock, queried once per device), or the one
+// SGL_KERNEL_FUSED_BLOCK forces. An unknown SGL_KERNEL_FUSED_BLOCK, or a device that
+// cannot run kMinSeededThreads threads, is cudaErrorInvalidValue with the reason on stderr.
+inline cudaError_t seeded_block_size(uint32_t* block) {
+  const int forced = forced_seeded_block();
+  if (forced < 0) {
+    std::fprintf(stderr,
+                 "sgl_kernel: SGL_KERNEL_FUSED_BLOCK must be 512 or 1024 (or unset), got '%s'\n",
+                 std::getenv("SGL_KERNEL_FUSED_BLOCK"));
+    return cudaErrorInvalidValue;
+  }
+  int device = 0;
+  cudaError_t status = cudaGetDevice(&device);
+  if (status != cudaSuccess) return status;
+  constexpr int kCachedDevices = 64;
+  static std::atomic<int> max_threads[kCachedDevices] = {};  // 0: not queried yet
+  int limit = device >= 0 && device < kCachedDevices ? max_threads[device].load() : 0;
+  if (limit == 0) {
+    status = cudaDeviceGetAttribute(&limit, cudaDevAttrMaxThreadsPerBlock, device);
+    if (status != cudaSuccess) return status;
+    if (device >= 0 && device < kCachedDevices) max_threads[device].store(limit);
+  }
+  const uint32_t wanted = forced ? static_cast<uint32_t>(forced) : kSeededThreads;
+  *block = static_cast<uint32_t>(limit) >= wanted ? wanted : kMinSeededThreads;
+  if (static_cast<uint32_t>(limit) < *block) {
+    std::fprintf(stderr,
+                 "sgl_kernel: the fused sampling kernel needs %u threads per block; device %d "
+                 "offers %d\n",
+                 kMinSeededThreads, device, limit);
+    return cudaErrorInvalidValue;
+  }
+  return cudaSuccess;
+}
+
+// Launches one block per row on `stream` (block size: seeded_block_size); the caller has
+// checked every argument.
 inline cudaError_t SeededTopKTopPMinPSampling(const float* probs, int32_t* output,
                                               const int32_t* top_k, const float* top_p,
                                               const float* min_p, const int64_t* seeds,
                                               const int64_t* positions, uint32_t rows,
                                               uint32_t vocab, cudaStream_t stream) {
-  SeededTopKTopPMinPSamplingKernel<kSeededThreads><<<rows, kSeededThreads, 0, stream>>>(
-      probs, output, top_k, top_p, min_p, seeds, positions, vocab);
+  uint32_t block = 0;
+  const cudaError_t status = seeded_block_size(&block);
+  if (status != cudaSuccess) return status;
+  if (block == kSeededThreads) {
+    SeededTopKTopPMinPSamplingKernel<kSeededThreads><<<rows, kSeededThreads, 0, stream>>>(
+        probs, output, top_k, top_p, min_p, seeds, positions, vocab);
+  } else {
+    SeededTopKTopPMinPSamplingKernel<kMinSeededThreads><<<rows, kMinSeededThreads, 0, stream>>>(
+        probs, output, top_k, top_p, min_p, seeds, positions, vocab);
+  }
   return cudaGetLastError();
 }
 
