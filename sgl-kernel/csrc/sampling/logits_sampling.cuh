@@ -1,4 +1,4 @@
-// From logits to token ids in three launches: the kernels behind
+// From logits to token ids in four launches: the kernels behind
 // sgl_kernel::top_k_top_p_min_p_sampling_from_logits. Our own source, not FlashInfer's.
 //
 // Per row, with s_i = the scaled logit x_i * (1 / temperature) (NaN and -inf -> -FLT_MAX,
@@ -21,7 +21,12 @@
 //      token at or above the boundary bin fits in shared memory (kBuffer; top-k rows and
 //      top-p on peaked rows), one row pass collects them and the deeper levels (7/6/6
 //      bits), the tie rule and the draw read only those. Otherwise each level reads the
-//      row until its tokens fit, and the draw reads the row once more.
+//      row until its tokens fit, and the row's draw is left to launch 4.
+//   4. RowDrawKernel, (row, chunk) blocks: the draw of the rows launch 3 left (flat top-p
+//      rows: many kept tokens), the row's last block to finish writing the token.
+//
+// Every draw skips the logs of a token whose key cannot reach its thread's best so far
+// (GumbelMax: a bound of the Gumbel variable from the hash's bits).
 //
 // Split-invariant and batch-invariant by construction: everything combined across threads
 // and blocks is a max or an integer sum (order-free), and the bin masses are summed in a
@@ -60,7 +65,10 @@ struct RowWork {
   uint32_t count[kBins0];
   uint32_t mass_high[kBins0];  // sums of the 12-bit halves of 24-bit mantissas
   uint32_t mass_low[kBins0];
-  unsigned long long row_best;  // the best kept token of a single-threshold row
+  unsigned long long row_best;  // the best kept token so far (launches 2 and 4)
+  // Set by launch 3 for a row whose kept tokens did not fit its buffer: launch 4 draws.
+  uint32_t needs_draw, threshold, tie_key, tie_cut;
+  uint32_t chunks_done;  // launch 4's blocks of this row that have finished
 };
 
 // A float's bits mapped so that unsigned order is float order (negatives below positives).
@@ -127,16 +135,21 @@ __device__ __forceinline__ RowPlan plan_row(float temperature, int32_t k, float 
   return plan;
 }
 
-// log(E) of the seeded draw, E = -log(u) with u the uniform of seeded_sampling.cuh's hash
-// of (row_base, token): the same bits, evaluated with the fast log (MUFU) and a series for
-// E = -log1p(-v), v = 1 - u < 1/16. Its error, a few 1e-7 relative, is below the float32
-// rounding of the Gumbel key it enters, so it moves only float near-ties.
-__device__ __forceinline__ float fast_log_exponential(uint64_t row_base, uint32_t token) {
+// The seeded draw of (row_base, token) in three parts: its 53 bits m (the hash of
+// seeded_sampling.cuh's log_exponential), log(E) with E = -log(u), u = (2m + 1) / 2^54,
+// and an upper bound of the Gumbel variable -log(E) read off m's bits alone.
+__device__ __forceinline__ uint64_t seeded_bits(uint64_t row_base, uint32_t token) {
   uint64_t x = row_base + static_cast<uint64_t>(token) * kMixToken;
   x = (x ^ (x >> 30)) * kMix1;
   x = (x ^ (x >> 27)) * kMix2;
   x = x ^ (x >> 31);
-  const uint64_t m = x >> 11;  // u = (2m + 1) / 2^54
+  return x >> 11;
+}
+
+// log(E), evaluated with the fast log (MUFU) and a series for E = -log1p(-v), v = 1 - u <
+// 1/16. Its error, a few 1e-7 relative, is below the float32 rounding of the Gumbel key it
+// enters, so it moves only float near-ties.
+__device__ __forceinline__ float fast_log_exponential(uint64_t m) {
   float e;
   if (m < (uint64_t{1} << 52)) {
     e = -__logf(static_cast<float>(2 * m + 1) * 0x1p-54f);
@@ -151,6 +164,32 @@ __device__ __forceinline__ float fast_log_exponential(uint64_t row_base, uint32_
   return __logf(e);
 }
 
+// -log(E) <= this, with room for the float rounding of the key: u < 1/2 gives E > log 2;
+// otherwise E >= 1 - u = n / 2^54 >= 2^(floor(log2 n) - 54).
+__device__ __forceinline__ float gumbel_bound(uint64_t m) {
+  if (m < (uint64_t{1} << 52)) return 0.37f + 0.01f;
+  const uint64_t n = (uint64_t{1} << 54) - 2 * m - 1;
+  return static_cast<float>(__clzll(static_cast<long long>(n)) - 9) * 0.6931472f + 0.01f;
+}
+
+// The running Gumbel-max of one thread: the packed best (key, id) and its key. A token
+// whose key cannot reach the best so far skips the logs (the max is the same).
+struct GumbelMax {
+  unsigned long long best = 0;
+  float best_key = -INFINITY;
+  __device__ __forceinline__ void consider(uint64_t row_base, uint32_t token, float d) {
+    const uint64_t m = seeded_bits(row_base, token);
+    const float slack = fabsf(best_key) * 0x1p-20f;
+    if (d + gumbel_bound(m) < best_key - slack) return;
+    const float key = d - fast_log_exponential(m);
+    const unsigned long long p = pack_best(key, token);
+    if (p > best) {
+      best = p;
+      best_key = key;
+    }
+  }
+};
+
 // Calls f(i, x) for the row's entries begin <= i < end, as float. 16-byte loads where the
 // row is contiguous and aligned, single strided loads otherwise; every result is an
 // order-free combination, so the access pattern never changes a token.
@@ -162,14 +201,28 @@ __device__ __forceinline__ void for_each_logit(const T* row, int64_t col_stride,
   if (col_stride == 1 && (reinterpret_cast<uintptr_t>(row + begin) & 15u) == 0) {
     const uint32_t groups = (end - begin) / kVec;
     const uint4* vec = reinterpret_cast<const uint4*>(row + begin);
-    for (uint32_t g = threadIdx.x; g < groups; g += BLOCK) {
+    // Four loads in flight per thread before any use: one block reading a whole row (launch
+    // 3) is latency-bound otherwise.
+    constexpr uint32_t kInFlight = 4;
+    for (uint32_t g0 = threadIdx.x; g0 < groups; g0 += kInFlight * BLOCK) {
       union {
         uint4 raw;
         T value[kVec];
-      } v;
-      v.raw = vec[g];
+      } v[kInFlight];
 #pragma unroll
-      for (uint32_t j = 0; j < kVec; ++j) f(begin + g * kVec + j, static_cast<float>(v.value[j]));
+      for (uint32_t u = 0; u < kInFlight; ++u) {
+        const uint32_t g = g0 + u * BLOCK;
+        if (g < groups) v[u].raw = vec[g];
+      }
+#pragma unroll
+      for (uint32_t u = 0; u < kInFlight; ++u) {
+        const uint32_t g = g0 + u * BLOCK;
+        if (g >= groups) break;
+#pragma unroll
+        for (uint32_t j = 0; j < kVec; ++j) {
+          f(begin + g * kVec + j, static_cast<float>(v[u].value[j]));
+        }
+      }
     }
     scalar_begin = begin + groups * kVec;
   }
@@ -270,16 +323,14 @@ __global__ void __launch_bounds__(kChunkThreads) RowHistogramKernel(LogitsArgs<T
   const T* logits = a.logits + row * a.row_stride;
   if (!plan.cuts) {
     // Kept: w >= min-p's threshold (any w > 0 without min-p). Only the best key matters.
-    unsigned long long mine = 0;
+    GumbelMax mine;
     for_each_logit<kChunkThreads>(logits, a.col_stride, begin, end, [&](uint32_t i, float x) {
       const float d = scaled_logit(x, plan.inv_temperature) - m;
-      if (weight_key(expf(d)) >= plan.min_key) {
-        const unsigned long long p = pack_best(d - fast_log_exponential(base, i), i);
-        mine = p > mine ? p : mine;
-      }
+      if (weight_key(expf(d)) >= plan.min_key) mine.consider(base, i, d);
     });
-    mine = cub::BlockReduce<unsigned long long, kChunkThreads>(reduce).Reduce(mine, MaxPacked());
-    if (threadIdx.x == 0 && mine) atomic_max_packed(&a.work[row].row_best, mine);
+    const unsigned long long best =
+        cub::BlockReduce<unsigned long long, kChunkThreads>(reduce).Reduce(mine.best, MaxPacked());
+    if (threadIdx.x == 0 && best) atomic_max_packed(&a.work[row].row_best, best);
     return;
   }
   for (uint32_t b = threadIdx.x; b < kBins0; b += kChunkThreads) {
@@ -426,7 +477,7 @@ __global__ void __launch_bounds__(kSelectThreads) RowSelectKernel(LogitsArgs<T> 
     if (tid == 0) a.output[row] = kept ? static_cast<int32_t>(packed_id(top)) : 0;
     return;
   }
-  const RowWork& w = a.work[row];
+  RowWork& w = a.work[row];
   if (!plan.cuts) {
     if (tid == 0) a.output[row] = w.row_best ? static_cast<int32_t>(packed_id(w.row_best)) : 0;
     return;
@@ -600,29 +651,71 @@ __global__ void __launch_bounds__(kSelectThreads) RowSelectKernel(LogitsArgs<T> 
     tie_cut = s.tie_cut;
   }
 
-  // Gumbel-max over the kept tokens: from the buffer when it holds every token at or above
-  // the boundary bin, else from the row.
-  unsigned long long mine = 0;
+  // Gumbel-max over the kept tokens: here from the buffer when it holds every token at or
+  // above the boundary bin; otherwise launch 4 draws from the row, split across blocks.
+  if (!nothing_kept && !all_buffered) {
+    if (tid == 0) {
+      w.threshold = threshold;
+      w.tie_key = tie_key;
+      w.tie_cut = tie_cut;
+      w.needs_draw = 1;
+    }
+    return;
+  }
+  GumbelMax mine;
   if (!nothing_kept) {
     const uint64_t base = gumbel_base(a, row);
-    auto consider = [&](uint32_t i, float d) {
+    for (uint32_t c = tid; c < s.buffered; c += kSelectThreads) {
+      const uint32_t i = s.buffer_id[c];
+      const float d = s.buffer_d[c];
       const uint32_t key = weight_key(expf(d));
-      if (key < threshold || (key == tie_key && i > tie_cut)) return;
-      const unsigned long long p = pack_best(d - fast_log_exponential(base, i), i);
-      mine = p > mine ? p : mine;
-    };
-    if (all_buffered) {
-      for (uint32_t c = tid; c < s.buffered; c += kSelectThreads) {
-        consider(s.buffer_id[c], s.buffer_d[c]);
-      }
-    } else {
-      for_each_logit<kSelectThreads>(logits, a.col_stride, 0u, a.vocab, [&](uint32_t i, float x) {
-        consider(i, scaled_logit(x, plan.inv_temperature) - m);
-      });
+      if (key >= threshold && !(key == tie_key && i > tie_cut)) mine.consider(base, i, d);
     }
   }
-  mine = cub::BlockReduce<unsigned long long, kSelectThreads>(s.reduce).Reduce(mine, MaxPacked());
-  if (tid == 0) a.output[row] = mine ? static_cast<int32_t>(packed_id(mine)) : 0;
+  const unsigned long long best =
+      cub::BlockReduce<unsigned long long, kSelectThreads>(s.reduce).Reduce(mine.best, MaxPacked());
+  if (tid == 0) a.output[row] = best ? static_cast<int32_t>(packed_id(best)) : 0;
+}
+
+// Launch 4: the draw of the rows launch 3 left (their kept tokens did not fit its buffer),
+// one chunk per block; the row's last block to finish writes the token (a counter, no
+// waiting: whichever block is last reads the others' results).
+template <typename T>
+__global__ void __launch_bounds__(kChunkThreads) RowDrawKernel(LogitsArgs<T> a) {
+  const uint32_t row = blockIdx.x, chunk = blockIdx.y;
+  RowWork& w = a.work[row];
+  const RowPlan plan = plan_of(a, row);
+  if (plan.greedy || !plan.cuts || !w.needs_draw) return;
+  __shared__ unsigned long long max_slot;
+  __shared__ typename cub::BlockReduce<unsigned long long, kChunkThreads>::TempStorage reduce;
+  __shared__ bool last;
+  const float m =
+      from_ordered_bits(static_cast<uint32_t>(row_max_of<kChunkThreads>(a, row, &max_slot) >> 32));
+  const uint64_t base = gumbel_base(a, row);
+  const uint32_t threshold = w.threshold, tie_key = w.tie_key, tie_cut = w.tie_cut;
+  const uint32_t begin = chunk * a.chunk, end = min(begin + a.chunk, a.vocab);
+  GumbelMax mine;
+  for_each_logit<kChunkThreads>(a.logits + row * a.row_stride, a.col_stride, begin, end,
+                                [&](uint32_t i, float x) {
+                                  const float d = scaled_logit(x, plan.inv_temperature) - m;
+                                  const uint32_t key = weight_key(expf(d));
+                                  if (key >= threshold && !(key == tie_key && i > tie_cut)) {
+                                    mine.consider(base, i, d);
+                                  }
+                                });
+  const unsigned long long best =
+      cub::BlockReduce<unsigned long long, kChunkThreads>(reduce).Reduce(mine.best, MaxPacked());
+  if (threadIdx.x == 0) {
+    if (best) atomic_max_packed(&w.row_best, best);
+    __threadfence();  // the max is visible before this block counts as done
+    last = atomicAdd(&w.chunks_done, 1u) == a.chunks - 1;
+  }
+  __syncthreads();
+  if (last && threadIdx.x == 0) {
+    __threadfence();
+    const unsigned long long winner = atomicCAS(&w.row_best, 0ull, 0ull);  // an atomic read
+    a.output[row] = winner ? static_cast<int32_t>(packed_id(winner)) : 0;
+  }
 }
 
 // Blocks per row: enough (row, chunk) blocks to give every multiprocessor two, each chunk
@@ -640,7 +733,7 @@ inline size_t logits_workspace_bytes(uint32_t rows, uint32_t chunks) {
   return static_cast<size_t>(rows) * (sizeof(RowWork) + chunks * sizeof(unsigned long long));
 }
 
-// Launches the three kernels on `stream`; the caller has checked every argument and
+// Launches the four kernels on `stream`; the caller has checked every argument and
 // provides a workspace of logits_workspace_bytes(rows, chunks) bytes (any contents).
 template <typename T>
 cudaError_t TopKTopPMinPSamplingFromLogits(LogitsArgs<T> a, uint32_t rows, void* workspace,
@@ -654,6 +747,7 @@ cudaError_t TopKTopPMinPSamplingFromLogits(LogitsArgs<T> a, uint32_t rows, void*
   RowMaxKernel<T><<<split, kChunkThreads, 0, stream>>>(a);
   RowHistogramKernel<T><<<split, kChunkThreads, 0, stream>>>(a);
   RowSelectKernel<T><<<rows, kSelectThreads, 0, stream>>>(a);
+  RowDrawKernel<T><<<split, kChunkThreads, 0, stream>>>(a);
   return cudaGetLastError();
 }
 
