@@ -425,6 +425,7 @@ def run_grid(b: Bench, vocabs, batches, fi_modules):
                             record(f"FlashInfer {version}: {label}", fn)
                             for label, fn in cands.items()
                         ]
+                        rows += fi_rows
                         timed = [r for r in fi_rows if r["device_us"] == r["device_us"]]
                         if timed:
                             best = min(timed, key=lambda r: r["device_us"])
