@@ -35,6 +35,7 @@ message says what to install).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -68,7 +69,7 @@ def run_model_job(args, devices: List[torch.device]) -> int:
     torch.manual_seed(0)  # the unseeded draws, so a run can be repeated
     if KERNELS_UNAVAILABLE_REASON:
         print(f"# flashinfer backend skipped: {KERNELS_UNAVAILABLE_REASON}")
-    timed, results = [], []
+    timed, results, busy = [], [], []
     for device in devices:
         start = time.perf_counter()
         try:
@@ -101,6 +102,7 @@ def run_model_job(args, devices: List[torch.device]) -> int:
             steps,
             progress=progress(f"{' + '.join(backends)} main batch"),
         )
+        busy.append(busy_machine_note(gens))
         for gen in gens:
             report.print_texts("main batch", main_requests, gen)
         runs = []
@@ -150,6 +152,8 @@ def run_model_job(args, devices: List[torch.device]) -> int:
         del model
 
     report.print_table(timed)
+    for note in filter(None, busy):
+        print(note)
     if args.csv:
         report.write_csv(timed, args.csv)
     if args.plot:
@@ -157,6 +161,25 @@ def run_model_job(args, devices: List[torch.device]) -> int:
     failed = [c.name for c in results if not c.passed]
     print(f"\nmain job: {len(results) - len(failed)}/{len(results)} checks passed")
     return 1 if failed else 0
+
+
+def busy_machine_note(gens) -> str:
+    """A warning when other processes shared the cores during the timed batch (load
+    average above the CPU count): then every column varies step to step by far more than
+    the backends differ, and the per-step range says by how much."""
+    load, cpus = os.getloadavg()[0], os.cpu_count() or 1
+    if load <= cpus:
+        return ""
+    ranges = ", ".join(
+        f"{g.backend} {min(g.model_steps) * 1000:.0f}-{max(g.model_steps) * 1000:.0f}"
+        for g in gens
+        if g.model_steps
+    )
+    return (
+        f"note: load average {load:.1f} on {cpus} CPUs during the timed batch (other "
+        f"processes): model ms per step ranged {ranges}; the columns are comparable only "
+        "within that noise"
+    )
 
 
 def main(argv=None) -> int:
