@@ -34,7 +34,7 @@ rm -rf "$CACHE/flashinfer-0.5.3-sgl-0001-0004" && cp -r "$CACHE/flashinfer-0.5.3
 for p in 3rdparty/patches/000[1-4]-*.patch; do
   patch -s -p1 --batch --forward -d "$CACHE/flashinfer-0.5.3-sgl-0001-0004" -i "$PWD/$p"
 done
-fetch_headers 0.7.2.post1 "$CACHE/flashinfer-0.7.2.post1" topk.cuh topk_common.cuh
+fetch_headers 0.7.2.post1 "$CACHE/flashinfer-0.7.2.post1" topk.cuh topk_common.cuh air_top_p.cuh
 $PY -m pip download -q --no-deps --only-binary=:all: -d "$CACHE" flashinfer-python==0.5.3
 
 bash scripts/device_wheels.sh

@@ -5,7 +5,10 @@
 #   STEPS="build tests hazards sanitizer identity upstream flashinfer bench mainjob" (default: all;
 #   "baselines" alone only compiles the benchmark's FlashInfer launchers, for a later call;
 #   "samplerstep", not in the default: issue #9's Sampler step, today's kernels vs the fused
-#   op, with its targets, into $OUT/sampler_step/; build in the same call or an earlier one)
+#   op, with its targets, into $OUT/sampler_step/; build in the same call or an earlier one;
+#   "forward", not in the default: issue #16's benchmark, Sampler.forward per request type
+#   and the op grid against FlashInfer 0.7.2's launchers, with its targets, into
+#   $OUT/forward/ in about 8 minutes; FORWARD_ARGS overrides its options, e.g. "--quick")
 #
 # Each step runs in its own process with a timeout, so a hang or a sticky GPU fault fails
 # that step, not the script. Carried folders it uses when present (no network there):
@@ -51,7 +54,7 @@ done
 fi072=()  # the Sampler step compares with FlashInfer 0.7.2's launchers only
 [ -d "$CACHE/flashinfer-0.7.2.post1/include" ] && fi072=(--flashinfer "0.7.2.post1=$CACHE/flashinfer-0.7.2.post1/include")
 to_build=()
-if want bench || want baselines; then to_build=("${baselines[@]}"); elif want samplerstep; then to_build=("${fi072[@]}"); fi
+if want bench || want baselines; then to_build=("${baselines[@]}"); elif want samplerstep || want forward; then to_build=("${fi072[@]}"); fi
 if [ ${#to_build[@]} -gt 0 ]; then
   # FlashInfer's own launchers compile in the background while the rest runs.
   (cd sgl-kernel/benchmark && $PY bench_sampling.py --build-only "${to_build[@]}") \
@@ -118,6 +121,14 @@ if want samplerstep; then
   PYTHONPATH=$PWD/python:$PYTHONPATH run sampler_step.log 560 \
     $PY sgl-kernel/benchmark/bench_sampler_step.py ${SAMPLER_STEP_ARGS:-} "${fi072[@]}" \
     --out "$OUT/sampler_step"
+fi
+if want forward; then
+  step "Sampler.forward and the op grid, issue #16, with the targets"
+  wait  # the FlashInfer launchers' background build
+  # --budget-s: what is left after 7 minutes is skipped (with a note), so the report is written.
+  PYTHONPATH=$PWD/python:$PYTHONPATH run forward.log 560 \
+    $PY sgl-kernel/benchmark/bench_sampler_forward.py ${FORWARD_ARGS:---budget-s 420} "${fi072[@]}" \
+    --out "$OUT/forward"
 fi
 PARTS=/tmp/sgl-model-parts  # outside the checkout: kept between calls on a warm machine
 if want modelpart1 && [ -d .whl-model/a ]; then

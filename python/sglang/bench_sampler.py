@@ -16,7 +16,9 @@ sample by one definition of top-k, top-p and min-p (docs/sampling.md).
   (twice where only one backend runs), its logits recorded in the first run.
 
 It prints each request's text, a progress line, and per backend the model's and the
-Sampler's time per decode step, the Sampler's share of the step and tokens per second.
+Sampler's time per decode step, the Sampler's share of the step and tokens per second
+(medians over the timed steps; the backends decode the main batch taking turns step by
+step, so a busy machine slows every column alike).
 The checks (bench_sampler_checks.py says exactly what each one tests): greedy texts are
 the same on every backend; seeded texts are the same in every run; seeded tokens do not
 change when the recorded logits rows get other batch-mates; at a fixed prefix, --draws
@@ -33,6 +35,7 @@ message says what to install).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -50,6 +53,7 @@ def run_model_job(args, devices: List[torch.device]) -> int:
         ModelUnavailable,
         find_model,
         generate,
+        generate_interleaved,
         load_model,
         main_batch,
         progress_printer,
@@ -65,7 +69,7 @@ def run_model_job(args, devices: List[torch.device]) -> int:
     torch.manual_seed(0)  # the unseeded draws, so a run can be repeated
     if KERNELS_UNAVAILABLE_REASON:
         print(f"# flashinfer backend skipped: {KERNELS_UNAVAILABLE_REASON}")
-    timed, results = [], []
+    timed, results, busy = [], [], []
     for device in devices:
         start = time.perf_counter()
         try:
@@ -79,7 +83,8 @@ def run_model_job(args, devices: List[torch.device]) -> int:
         draws = args.draws or (250 if on_cpu else 20000)
         print(
             f"# {gguf.name} (float32) on {device}: loaded in {time.perf_counter() - start:.1f} s; "
-            f"torch {torch.__version__}; backends {', '.join(backends)}"
+            f"torch {torch.__version__}, {torch.get_num_threads()} threads; "
+            f"backends {', '.join(backends)}"
             + ("; flashinfer on cpu = sgl_kernel's torch-native reference" if on_cpu else "")
         )
 
@@ -87,19 +92,19 @@ def run_model_job(args, devices: List[torch.device]) -> int:
             return progress_printer(f"{what} ({device.type}) step", total, args.quiet)
 
         main_requests, seeded_requests = main_batch(), seeded_batch()
-        gens = []
-        for backend in backends:
-            gen = generate(
-                model,
-                tokenizer,
-                main_requests,
-                backend,
-                device,
-                steps,
-                progress=progress(f"{backend:10s} main batch"),
-            )
+        # The timed batch: the backends take turns step by step (see generate_interleaved).
+        gens = generate_interleaved(
+            model,
+            tokenizer,
+            main_requests,
+            backends,
+            device,
+            steps,
+            progress=progress(f"{' + '.join(backends)} main batch"),
+        )
+        busy.append(busy_machine_note(gens))
+        for gen in gens:
             report.print_texts("main batch", main_requests, gen)
-            gens.append(gen)
         runs = []
         # The seeded batch runs once per backend, and twice where only one backend runs.
         for n, backend in enumerate(backends if len(backends) > 1 else backends * 2):
@@ -147,6 +152,8 @@ def run_model_job(args, devices: List[torch.device]) -> int:
         del model
 
     report.print_table(timed)
+    for note in filter(None, busy):
+        print(note)
     if args.csv:
         report.write_csv(timed, args.csv)
     if args.plot:
@@ -154,6 +161,25 @@ def run_model_job(args, devices: List[torch.device]) -> int:
     failed = [c.name for c in results if not c.passed]
     print(f"\nmain job: {len(results) - len(failed)}/{len(results)} checks passed")
     return 1 if failed else 0
+
+
+def busy_machine_note(gens) -> str:
+    """A warning when other processes shared the cores during the timed batch (load
+    average above the CPU count): then every column varies step to step by far more than
+    the backends differ, and the per-step range says by how much."""
+    load, cpus = os.getloadavg()[0], os.cpu_count() or 1
+    if load <= cpus:
+        return ""
+    ranges = ", ".join(
+        f"{g.backend} {min(g.model_steps) * 1000:.0f}-{max(g.model_steps) * 1000:.0f}"
+        for g in gens
+        if g.model_steps
+    )
+    return (
+        f"note: load average {load:.1f} on {cpus} CPUs during the timed batch (other "
+        f"processes): model ms per step ranged {ranges}; the columns are comparable only "
+        "within that noise"
+    )
 
 
 def main(argv=None) -> int:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import statistics
 import sys
 import time
 from dataclasses import dataclass
@@ -37,7 +38,8 @@ MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 MODEL_ENV = "SGLANG_BENCH_MODEL"  # path of the .gguf file, to use a copy elsewhere
 STOP_TOKENS = ("<|im_end|>", "<|endoftext|>")
 # The first decode steps pay one-time costs (allocator growth, kernel selection); the
-# per-step times leave them out.
+# per-step times leave them out (for every backend before any timed step when the
+# backends take turns: generate_interleaved).
 WARMUP_STEPS = 2
 
 
@@ -194,17 +196,25 @@ class Generation:
     prompt_logits: torch.Tensor  # [bs, vocab] float32, CPU: next-token logits after the prompt
     prompt_lengths: torch.Tensor  # [bs] int64, CPU: the position of the first generated token
     prefill_s: float
-    timed_steps: int
-    model_s: float  # summed over the timed steps
-    sampler_s: float
-    step_s: float
+    # Seconds per timed step (all but the first WARMUP_STEPS): the Sampler call, the
+    # model forward, and the whole step (the rest is host work between them).
+    model_steps: List[float]
+    sampler_steps: List[float]
+    whole_steps: List[float]
     # With record=True: the logits each step sampled from (before the Sampler saw them)
     # and the position of the token being sampled.
     logits: Optional[torch.Tensor] = None  # [steps, bs, vocab] float32, CPU
     positions: Optional[torch.Tensor] = None  # [steps, bs] int64, CPU
 
-    def per_step_ms(self, seconds: float) -> float:
-        return seconds / max(self.timed_steps, 1) * 1000
+    @property
+    def timed_steps(self) -> int:
+        return len(self.whole_steps)
+
+    @staticmethod
+    def median_ms(seconds: List[float]) -> float:
+        """Median over the timed steps, in ms: one step slowed by another process on the
+        machine moves it by one rank, not by its whole excess as a mean would."""
+        return statistics.median(seconds) * 1000 if seconds else 0.0
 
 
 def _encode(tokenizer, requests: List[Request], device):
@@ -230,7 +240,91 @@ def decode_text(tokenizer, ids: List[int]) -> str:
     return tokenizer.decode(ids, skip_special_tokens=False)
 
 
-@torch.inference_mode()
+class Decoder:
+    """One batch decoded by one backend, a step at a time: the prompt's prefill when
+    made, then each step() = Sampler + one model forward, timed. Several decoders can
+    take turns on one model (generate_interleaved)."""
+
+    @torch.inference_mode()
+    def __init__(
+        self, model, tokenizer, requests: List[Request], backend: str, device, record=False
+    ):
+        self.model, self.tokenizer, self.backend, self.device = model, tokenizer, backend, device
+        self.bs = len(requests)
+        self.record = record
+        self.sampler = Sampler(backend)
+        self.info = SamplingBatchInfo.from_sampling_params([r.params for r in requests], device)
+        ids, self.mask = _encode(tokenizer, requests, device)
+        positions = (self.mask.cumsum(-1) - 1).clamp(min=0)  # left padding: real tokens only
+        start = time.perf_counter()
+        out = model(
+            input_ids=ids,
+            attention_mask=self.mask,
+            position_ids=positions,
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        synchronize(device)
+        self.prefill_s = time.perf_counter() - start
+        self.cache, self.logits = out.past_key_values, out.logits[:, -1, :]
+        self.prompt_logits = self.logits.float().cpu().clone()
+        self.prompt_lengths = positions[:, -1].cpu() + 1
+        self.pos = positions[:, -1] + 1  # where the token sampled next will sit
+        self.tokens, self.rec_logits, self.rec_pos = [], [], []
+        self.times = []  # (sampler, model, whole step) seconds per step
+
+    @torch.inference_mode()
+    def step(self) -> None:
+        bs, device = self.bs, self.device
+        if self.record:
+            self.rec_logits.append(self.logits.float().cpu().clone())  # may be edited in place
+            self.rec_pos.append(self.pos.cpu().clone())
+        t0 = time.perf_counter()
+        next_ids = self.sampler(
+            LogitsProcessorOutput(self.logits),
+            self.info,
+            False,
+            [0] * bs,
+            [None] * bs,
+            positions=self.pos,
+        )
+        synchronize(device)
+        t1 = time.perf_counter()
+        self.tokens.append(next_ids)
+        self.mask = torch.cat([self.mask, self.mask.new_ones(bs, 1)], dim=1)
+        t_forward = time.perf_counter()
+        out = self.model(
+            input_ids=next_ids.long().view(bs, 1),
+            attention_mask=self.mask,
+            position_ids=self.pos.view(bs, 1),
+            past_key_values=self.cache,
+            use_cache=True,
+        )
+        self.cache, self.logits = out.past_key_values, out.logits[:, -1, :]
+        self.pos = self.pos + 1
+        synchronize(device)
+        t2 = time.perf_counter()
+        self.times.append((t1 - t0, t2 - t_forward, t2 - t0))
+
+    def result(self) -> Generation:
+        timed = self.times[WARMUP_STEPS:] or self.times  # the first steps pay one-time costs
+        token_ids = torch.stack(self.tokens, dim=1).long().cpu()
+        return Generation(
+            backend=self.backend,
+            device=str(self.device),
+            tokens=token_ids,
+            texts=[decode_text(self.tokenizer, row) for row in token_ids.tolist()],
+            prompt_logits=self.prompt_logits,
+            prompt_lengths=self.prompt_lengths,
+            prefill_s=self.prefill_s,
+            sampler_steps=[t[0] for t in timed],
+            model_steps=[t[1] for t in timed],
+            whole_steps=[t[2] for t in timed],
+            logits=torch.stack(self.rec_logits) if self.record else None,
+            positions=torch.stack(self.rec_pos) if self.record else None,
+        )
+
+
 def generate(
     model,
     tokenizer,
@@ -241,76 +335,41 @@ def generate(
     record: bool = False,
     progress: Optional[Callable[[int], None]] = None,
 ) -> Generation:
-    """Decode `steps` tokens for every request; each step = Sampler + one model forward.
-
-    Times are summed over the steps after the first WARMUP_STEPS: the Sampler call, the
-    model forward, and the whole step (the rest is host work between them).
-    """
-    bs = len(requests)
-    sampler = Sampler(backend)
-    info = SamplingBatchInfo.from_sampling_params([r.params for r in requests], device)
-    ids, mask = _encode(tokenizer, requests, device)
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)  # left padding: count real tokens only
-
-    start = time.perf_counter()
-    out = model(
-        input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1
-    )
-    synchronize(device)
-    prefill_s = time.perf_counter() - start
-    cache, logits = out.past_key_values, out.logits[:, -1, :]
-    prompt_logits = logits.float().cpu().clone()
-    pos = positions[:, -1] + 1  # where the token sampled next will sit
-
-    tokens, rec_logits, rec_pos = [], [], []
-    model_s = sampler_s = step_s = 0.0
+    """Decode `steps` tokens for every request with one backend."""
+    decoder = Decoder(model, tokenizer, requests, backend, device, record)
     for step in range(steps):
-        if record:
-            rec_logits.append(logits.float().cpu().clone())  # the Sampler may edit in place
-            rec_pos.append(pos.cpu().clone())
-        t0 = time.perf_counter()
-        next_ids = sampler(
-            LogitsProcessorOutput(logits), info, False, [0] * bs, [None] * bs, positions=pos
-        )
-        synchronize(device)
-        t1 = time.perf_counter()
-        tokens.append(next_ids)
-        mask = torch.cat([mask, mask.new_ones(bs, 1)], dim=1)
-        t_forward = time.perf_counter()
-        out = model(
-            input_ids=next_ids.long().view(bs, 1),
-            attention_mask=mask,
-            position_ids=pos.view(bs, 1),
-            past_key_values=cache,
-            use_cache=True,
-        )
-        cache, logits = out.past_key_values, out.logits[:, -1, :]
-        pos = pos + 1
-        synchronize(device)
-        t2 = time.perf_counter()
-        if step >= WARMUP_STEPS or steps <= WARMUP_STEPS:
-            sampler_s += t1 - t0
-            model_s += t2 - t_forward
-            step_s += t2 - t0
+        decoder.step()
         if progress:
             progress(step + 1)
+    return decoder.result()
 
-    token_ids = torch.stack(tokens, dim=1).long().cpu()
-    return Generation(
-        backend=backend,
-        device=str(device),
-        tokens=token_ids,
-        texts=[decode_text(tokenizer, row) for row in token_ids.tolist()],
-        prompt_logits=prompt_logits,
-        prompt_lengths=positions[:, -1].cpu() + 1,
-        prefill_s=prefill_s,
-        timed_steps=steps - WARMUP_STEPS if steps > WARMUP_STEPS else steps,
-        model_s=model_s,
-        sampler_s=sampler_s,
-        step_s=step_s,
-        logits=torch.stack(rec_logits) if record else None,
-        positions=torch.stack(rec_pos) if record else None,
-    )
+
+def generate_interleaved(
+    model,
+    tokenizer,
+    requests: List[Request],
+    backends: List[str],
+    device: torch.device,
+    steps: int,
+    progress: Optional[Callable[[int], None]] = None,
+) -> List[Generation]:
+    """Decode the same batch with every backend, the backends taking turns step by step
+    (the order reversed every step), so that the per-step times compare like with like.
+
+    Run one backend after the other, the model column differed by up to 3x between
+    backends with the same model and batch: on a 2-core CPU another process busy during
+    one backend's run (a compile) slows torch's OpenMP regions many times over (one core
+    kept busy: 79 ms -> 1200 ms per forward), so the numbers said when the machine was
+    busy, not what the backend costs. Taking turns puts every backend's warm-up steps
+    before any timed step and spreads such load over all of them.
+    """
+    decoders = [Decoder(model, tokenizer, requests, b, device) for b in backends]
+    for step in range(steps):
+        for decoder in decoders if step % 2 == 0 else decoders[::-1]:
+            decoder.step()
+        if progress:
+            progress(step + 1)
+    return [d.result() for d in decoders]
 
 
 def progress_printer(label: str, total: int, quiet: bool) -> Optional[Callable[[int], None]]:

@@ -22,9 +22,11 @@ def print_texts(title: str, requests: List[Request], gen: Generation) -> None:
 
 
 def _row(g: Generation) -> dict:
-    model = g.per_step_ms(g.model_s)
-    sampler = g.per_step_ms(g.sampler_s)
-    step = g.per_step_ms(g.step_s)
+    """Medians over the timed steps; "other" is the median step minus the median model
+    and Sampler times (host work between them)."""
+    model = g.median_ms(g.model_steps)
+    sampler = g.median_ms(g.sampler_steps)
+    step = g.median_ms(g.whole_steps)
     return {
         "backend": g.backend,
         "device": g.device,
@@ -52,7 +54,10 @@ def print_table(gens: List[Generation]) -> None:
             f"{r['model_ms_per_step']:9.2f} {r['sampler_ms_per_step']:10.2f} "
             f"{r['sampler_share']:12.1%} {r['tokens_per_s']:9.0f}"
         )
-    print("(per decode step, over the timed steps: all but the first two)")
+    print(
+        "(median per decode step over the timed steps, all but the first two; the backends "
+        "took turns step by step, so each saw the same machine)"
+    )
 
 
 def print_checks(checks: List[Check]) -> None:

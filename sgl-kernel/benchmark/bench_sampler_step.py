@@ -30,7 +30,7 @@ is exercised):
   call at the same positions.
 
 Device times are the median of --runs calls timed with device events (launch hidden,
-L2 flushed: bench_sampling.median_us); on the CPU, the median of time.perf_counter
+L2 flushed: bench_timing.device_us); on the CPU, the median of time.perf_counter
 around each call. "host us" is the CPU cost of one call while the GPU is busy
 (bench_sampling.host_us), measured for the kernel paths (the sort path launches too
 many kernels for that measurement to mean launch cost).
@@ -46,15 +46,13 @@ import argparse
 import datetime
 import functools
 import math
-import platform
-import statistics
 import sys
-import time
 from pathlib import Path
 
 # bench_sampling (same folder): timing helpers, FlashInfer launcher builds, CSV writer.
 import bench_sampling as bs
 import torch
+from bench_timing import card_name, device_us, extra_mib, host_us, met
 
 try:
     import sgl_kernel as sk
@@ -246,35 +244,6 @@ def fused_step(op, s: Step):
 # --------------------------------------------------------------------------- measuring
 
 
-def device_us(fn, device, warmup, runs) -> float:
-    if device.type != "cpu":
-        return bs.median_us(fn, device, warmup, runs)
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1e6)
-    return statistics.median(times)
-
-
-def host_us(fn, device) -> float:
-    return bs.host_us(fn, device, calls=100) if device.type == "cuda" else float("nan")
-
-
-def extra_mib(fn, device) -> float:
-    """Peak memory one call allocates above what was allocated before it (CUDA only)."""
-    if device.type != "cuda":
-        return float("nan")
-    torch.cuda.synchronize(device)
-    torch.cuda.reset_peak_memory_stats(device)
-    before = torch.cuda.memory_allocated(device)
-    fn()
-    torch.cuda.synchronize(device)
-    return (torch.cuda.max_memory_allocated(device) - before) / 2**20
-
-
 class Recorder:
     def __init__(self, device, warmup, runs, log=print):
         self.device, self.warmup, self.runs, self.log = device, warmup, runs, log
@@ -344,7 +313,7 @@ def run_menu(rec: Recorder, op, fi, batches, vocab, on_gpu):
                 r = rec.measure(name, "menu", s, fn)
                 if target is not None:
                     r["target"] = f"<= {target:.0f} us"
-                    r["met"] = _met(r["device_us"] <= target, on_gpu)
+                    r["met"] = met(r["device_us"] <= target, on_gpu)
                 rows.append(r)
         rows.append(
             rec.measure(
@@ -379,10 +348,10 @@ def run_batch1(rec: Recorder, op, fi, vocab, on_gpu):
             targets, met = [], []
             if ref is not None:
                 targets.append(f"<= FlashInfer 0.7.2 joint ({ref['device_us']:.1f} us)")
-                met.append(_met(r["device_us"] <= ref["device_us"], on_gpu))
+                met.append(met(r["device_us"] <= ref["device_us"], on_gpu))
             if vocab == VOCAB:
                 targets.append(f"moonshot <= {MOONSHOT_US:.0f} us")
-                met.append("moonshot " + _met(r["device_us"] <= MOONSHOT_US, on_gpu))
+                met.append("moonshot " + met(r["device_us"] <= MOONSHOT_US, on_gpu))
             r["target"], r["met"] = "; ".join(targets), "; ".join(met)
             rows.append(r)
     set_ratio(rows, today, "today")
@@ -419,11 +388,7 @@ def run_seeded(rec: Recorder, op, batch, vocab, on_gpu):
             continue
         r["target"] = f"<= {SEEDED_MAX_RATIO}x unseeded fused, <= {SEEDED_MAX_MIB:.0f} MiB"
         ok = r["ratio"] <= SEEDED_MAX_RATIO and (not on_gpu or r["extra_mib"] <= SEEDED_MAX_MIB)
-        r["met"] = _met(ok, on_gpu)
-
-
-def _met(ok: bool, on_gpu: bool) -> str:
-    return ("yes" if ok else "NO") if on_gpu else "n/a (cpu)"
+        r["met"] = met(ok, on_gpu)
 
 
 def graph_demo(rec: Recorder, op, vocab, replays=4, batch=8):
@@ -551,14 +516,6 @@ def plot(rows, path, title):
 
 
 # --------------------------------------------------------------------------- main
-
-
-def card_name(device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    if device.type == "musa":
-        return torch.musa.get_device_name(device)
-    return f"CPU ({platform.processor() or platform.machine()})"
 
 
 def main(argv=None):

@@ -200,13 +200,15 @@ def _device_module(device):
     return torch.cuda if device.type == "cuda" else getattr(torch, device.type)
 
 
-def median_us(fn, device, warmup, runs, flush_bytes=256 << 20):
+def median_us(fn, device, warmup, runs, flush_bytes=256 << 20, sleep_cycles=0):
     """Median device time of fn, in microseconds.
 
     Like triton's do_bench: calls are queued without a host sync between them, and an
     L2-sized memset runs before each timed call. The memset keeps the GPU busy while the
     host prepares the next call, so the events bracket device work, not host overhead,
     and every call starts with a cold L2 (a 128k-vocab row would otherwise stay cached).
+    sleep_cycles > 0 (CUDA): a GPU sleep of that many clock cycles is queued after the
+    memset too, for calls whose host work outlasts the memset (many launches).
     """
     mod = _device_module(device)
     flush = torch.empty(flush_bytes, dtype=torch.uint8, device=device)
@@ -216,6 +218,8 @@ def median_us(fn, device, warmup, runs, flush_bytes=256 << 20):
     events = [(mod.Event(enable_timing=True), mod.Event(enable_timing=True)) for _ in range(runs)]
     for start, end in events:
         flush.zero_()
+        if sleep_cycles:
+            torch.cuda._sleep(sleep_cycles)
         start.record()
         fn()
         end.record()

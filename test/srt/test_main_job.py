@@ -68,17 +68,45 @@ def test_non_positive_counts_are_rejected(flag):
     assert f"{flag} must be a positive integer, got 0" in res.stderr
 
 
+# The main job with every decode step's backend logged (main batch of 12 requests only).
+LOG_STEP_ORDER = """
+import sys
+from sglang import bench_sampler_model as m
+real, order = m.Decoder.step, []
+def step(self):
+    if self.bs == 12:
+        order.append(self.backend)
+    real(self)
+m.Decoder.step = step
+from sglang.bench_sampler import main
+code = main(sys.argv[1:])
+print("STEP ORDER", " ".join(order))
+sys.exit(code)
+"""
+
+
 @pytest.mark.model
 @needs_model
 def test_model_job_short_run(tmp_path):
-    """A few decode steps and draws: the whole job runs, every check passes, files appear."""
+    """A few decode steps and draws: the whole job runs, every check passes, files appear,
+    and the timed batch's backends take turns step by step."""
     table, png = tmp_path / "t.csv", tmp_path / "t.png"
+    steps = 8
     res = run_job(
-        "--device", "cpu", "--steps", "8", "--draws", "100", "--quiet",
-        "--csv", str(table), "--plot", str(png),
+        "--device", "cpu", "--steps", str(steps), "--draws", "100", "--quiet",
+        "--csv", str(table), "--plot", str(png), code=LOG_STEP_ORDER,
     )  # fmt: skip
     assert res.returncode == 0, res.stdout + res.stderr
     out = res.stdout
+    # Like with like: each backend's steps alternate with the others' (order reversed every
+    # step), so a busy spell on the machine falls on every backend's column, and every
+    # backend's warm-up steps (the first two) run before any timed step.
+    order = out.split("STEP ORDER ")[1].split()
+    backends = list(dict.fromkeys(order))
+    expected = []
+    for step in range(steps):
+        expected += backends if step % 2 == 0 else backends[::-1]
+    assert order == expected
     assert "main job: 4/4 checks passed" in out
     assert "-> The capital of France is Paris." in out  # the greedy request, in 8 tokens
     rows = read_csv(table)
