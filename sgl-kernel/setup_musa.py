@@ -69,7 +69,10 @@ WHEEL_HEADER_PREFIX = "flashinfer/data/include/flashinfer/"
 # Relative to sgl-kernel/. The registration file is ours; a build that already has its
 # own (upstream's common_extension_musa.cc) takes only SAMPLING_SOURCES.
 SAMPLING_SOURCES = ("csrc/sampling/sampling.cu",)
-SOURCES = ("csrc/common_extension_musa.cc",) + SAMPLING_SOURCES
+# Speculative decoding (register_speculative_ops): a registration file of its own adds
+# `register_speculative_ops(m);` next to `register_sampling_ops(m);` to take these too.
+SPECULATIVE_SOURCES = ("csrc/speculative/speculative_sampling.cu",)
+SOURCES = ("csrc/common_extension_musa.cc",) + SAMPLING_SOURCES + SPECULATIVE_SOURCES
 EXTENSION_NAME = "sgl_kernel.common_ops"
 
 # Moore Threads architectures we build for: mp_31 = MTT S5000, mp_22 = MTT S4000.

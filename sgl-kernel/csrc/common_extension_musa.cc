@@ -5,6 +5,9 @@
 
 #include "sgl_kernel_musa_ops.h"
 
-TORCH_LIBRARY_EXPAND(sgl_kernel, m) { register_sampling_ops(m); }
+TORCH_LIBRARY_EXPAND(sgl_kernel, m) {
+  register_sampling_ops(m);
+  register_speculative_ops(m);
+}
 
 REGISTER_EXTENSION(common_ops)

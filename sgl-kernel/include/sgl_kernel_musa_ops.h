@@ -68,3 +68,27 @@ void top_k_top_p_min_p_sampling_from_logits(at::Tensor logits, at::Tensor output
                                             at::Tensor temperature, at::Tensor top_k,
                                             at::Tensor top_p, at::Tensor min_p, at::Tensor seeds,
                                             std::optional<at::Tensor> positions);
+
+// Chain speculative sampling (FlashInfer's ChainSpeculativeSampling): draft tokens of each
+// row accepted with probability min(1, target / draft) until the first rejection, then one
+// token from the residual max(target - draft, 0) (or the bonus row); -1 pads the rest.
+void chain_speculative_sampling(at::Tensor draft_probs, at::Tensor draft_token_ids,
+                                at::Tensor target_probs, at::Tensor output_token_ids,
+                                at::Tensor output_accepted_token_num,
+                                at::Tensor output_emitted_draft_token_num, bool deterministic,
+                                std::optional<at::Generator> gen);
+
+// Speculative decoding (csrc/speculative/): schemas and GPU impls added to a
+// TORCH_LIBRARY_EXPAND(sgl_kernel, m) block.
+void register_speculative_ops(torch::Library& m);
+
+// Tree verification with target probabilities only (upstream SGLang's signature): walks each
+// row's draft tree with its coins, writes the accepted tokens and the bonus token into
+// predicts, the accepted nodes' retrive_index into accept_index, their count into
+// accept_token_num. draft_probs is read, never written.
+void tree_speculative_sampling_target_only(
+    at::Tensor predicts, at::Tensor accept_index, at::Tensor accept_token_num,
+    at::Tensor candidates, at::Tensor retrive_index, at::Tensor retrive_next_token,
+    at::Tensor retrive_next_sibling, at::Tensor uniform_samples,
+    at::Tensor uniform_samples_for_final_sampling, at::Tensor target_probs, at::Tensor draft_probs,
+    double threshold_single, double threshold_acc, bool deterministic);

@@ -333,7 +333,11 @@ def test_musa_configuration_with_torch_musa_simulated(sm, monkeypatch, tmp_path,
     stage = KERNEL_DIR / "build" / "musa_src"
     assert ext.name == "sgl_kernel.common_ops"
     assert all((KERNEL_DIR / s).resolve().is_relative_to(stage) for s in ext.sources)
-    assert sorted(Path(s).name for s in ext.sources) == ["common_extension_musa.cc", "sampling.cu"]
+    assert sorted(Path(s).name for s in ext.sources) == [
+        "common_extension_musa.cc",
+        "sampling.cu",
+        "speculative_sampling.cu",
+    ]
     assert any(str(d).endswith("flashinfer_include") for d in ext.include_dirs)
     assert (stage / "flashinfer_include" / "flashinfer" / "sampling.cuh").is_file()
     flags = ext.extra_compile_args
@@ -355,7 +359,11 @@ def test_musa_configuration_with_torch_musa_simulated(sm, monkeypatch, tmp_path,
 def test_cuda_configuration_uses_the_checkout_sources(sm, monkeypatch):
     monkeypatch.setattr(sm, "is_musa_host", lambda: False)
     kwargs = sm.cuda_extension_kwargs(sm.stage_flashinfer({}))
-    assert kwargs["sources"] == ["csrc/common_extension_musa.cc", "csrc/sampling/sampling.cu"]
+    assert kwargs["sources"] == [
+        "csrc/common_extension_musa.cc",
+        "csrc/sampling/sampling.cu",
+        "csrc/speculative/speculative_sampling.cu",
+    ]
     assert "--expt-relaxed-constexpr" in kwargs["extra_compile_args"]["nvcc"]
 
 

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import sgl_kernel
-from sgl_kernel import musa
+from sgl_kernel import musa, speculative
 
 BATCH, VOCAB = 4, 64
 
@@ -377,13 +377,22 @@ def test_package_exports_every_wrapper_and_the_flashinfer_aliases():
         "top_k_renorm_probs",
         "top_k_sampling_from_probs",
         "top_k_top_p_min_p_sampling_from_probs",  # the fused seeded op (issue 9)
+        "top_k_top_p_min_p_sampling_from_logits",  # from logits (issue 16)
         "top_k_top_p_sampling_from_probs",
         "top_p_renorm_prob",
         "top_p_renorm_probs",
         "top_p_sampling_from_probs",
+        # issue 18
+        "chain_speculative_sampling",
+        "sampling_from_logits",
+        "softmax",
+        "top_k_top_p_sampling_from_logits",
     }
-    assert set(sgl_kernel.__all__) == names
+    assert set(sgl_kernel.__all__) == names | {"tree_speculative_sampling_target_only"}
     for name in names:
         assert getattr(sgl_kernel, name) is getattr(musa, name)
+    assert sgl_kernel.tree_speculative_sampling_target_only is (
+        speculative.tree_speculative_sampling_target_only
+    )
     assert sgl_kernel.top_k_renorm_prob is sgl_kernel.top_k_renorm_probs
     assert sgl_kernel.top_p_renorm_prob is sgl_kernel.top_p_renorm_probs

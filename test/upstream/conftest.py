@@ -15,7 +15,9 @@ host has no CUDA either; forcing MUSA there would register custom ops under a
 ``torch.version.musa`` set and a stand-in ``torchada`` module, the two modules whose
 ``is_musa()`` branch imports sgl_kernel (``sglang.srt.layers.sampler`` and
 ``sglang.kernels.ops.sampling.renorm``) are re-executed, and everything is put back:
-nothing of the MUSA disguise outlives the import.
+nothing of the MUSA disguise outlives the import. The same is done for the speculative
+import sites (``verify_sampling``, ``spec_utils``), and ``eagle_utils`` is re-imported
+after them so that its EAGLE verify binds the name they resolved.
 """
 
 from __future__ import annotations
@@ -33,6 +35,14 @@ from sgl_kernel.testing import DEVICES
 
 UPSTREAM_VERSION = "0.5.23"
 MUSA_IMPORT_SITES = ("sglang.srt.layers.sampler", "sglang.kernels.ops.sampling.renorm")
+# Speculative decoding: verify_sampling.py imports tree_speculative_sampling_target_only
+# from sgl_kernel under is_musa(); spec_utils computes TREE_SPEC_KERNEL_AVAILABLE from
+# is_musa(); eagle_utils binds the name from verify_sampling at its own import.
+MUSA_SPECULATIVE_SITES = (
+    "sglang.kernels.ops.speculative.verify_sampling",
+    "sglang.srt.speculative.spec_utils",
+)
+SPECULATIVE_USERS = ("sglang.srt.speculative.eagle_utils",)
 
 
 @contextlib.contextmanager
@@ -82,10 +92,17 @@ def _import_upstream():
         import sglang.srt.utils.common as common
 
         modules = [importlib.import_module(name) for name in MUSA_IMPORT_SITES]
+        speculative = [importlib.import_module(name) for name in MUSA_SPECULATIVE_SITES]
+        users = [importlib.import_module(name) for name in SPECULATIVE_USERS]
         with _as_musa_host(common):
             assert common.is_musa()
             modules = [importlib.reload(module) for module in modules]
+            speculative = [importlib.reload(module) for module in speculative]
+        users = [importlib.reload(module) for module in users]  # rebinds the reloaded names
     assert not common.is_musa()
+    _import_upstream.speculative = SimpleNamespace(
+        verify_sampling=speculative[0], spec_utils=speculative[1], eagle_utils=users[0]
+    )
     return common, modules
 
 
@@ -110,9 +127,10 @@ def upstream():
         sampling_mask_max_tokens=4096,
     )
     runtime_context.get_context().set_server_args(server_args)
-    # The Sampler only needs its tensor-parallel group's device group: one process.
+    # The Sampler only needs its tensor-parallel group's device group, EAGLE verify its
+    # world size: one process.
     runtime_context.get_parallel().override_permanently(
-        tp_group=SimpleNamespace(device_group=dist.group.WORLD)
+        tp_group=SimpleNamespace(device_group=dist.group.WORLD, world_size=1)
     )
     sampler = sampler_module.create_sampler()
     yield SimpleNamespace(
@@ -124,6 +142,7 @@ def upstream():
         SamplingBatchInfo=SamplingBatchInfo,
         LogitsProcessorOutput=LogitsProcessorOutput,
         SamplingMaskStatus=SamplingMaskStatus,
+        speculative=_import_upstream.speculative,
         TOP_K_ALL=TOP_K_ALL,
         exec_config=runtime_context.get_exec(),
     )

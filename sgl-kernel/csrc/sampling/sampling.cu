@@ -22,7 +22,9 @@
 #include <limits>
 #include <mutex>
 #include <string>
+#include <tuple>
 #include <utility>
+#include <vector>
 
 #include "logits_sampling.cuh"
 #include "seeded_sampling.cuh"
@@ -499,6 +501,69 @@ void top_k_top_p_min_p_sampling_from_logits(at::Tensor logits, at::Tensor output
   });
 }
 
+void chain_speculative_sampling(at::Tensor draft_probs, at::Tensor draft_token_ids,
+                                at::Tensor target_probs, at::Tensor output_token_ids,
+                                at::Tensor output_accepted_token_num,
+                                at::Tensor output_emitted_draft_token_num, bool deterministic,
+                                std::optional<at::Generator> gen) {
+  constexpr const char* op = "chain_speculative_sampling";
+  TORCH_CHECK(!draft_probs.is_cpu(), op, ": draft_probs must be on the GPU, got device ",
+              draft_probs.device().str());
+  TORCH_CHECK(draft_probs.scalar_type() == at::kFloat, op, ": draft_probs must be float32, got ",
+              dtype_name(draft_probs.scalar_type()));
+  TORCH_CHECK(draft_probs.dim() == 3 && draft_probs.size(2) >= 1, op,
+              ": draft_probs must be 3-D (batch, num_speculate_tokens, vocab >= 1), got shape ",
+              shape_str(draft_probs.sizes()));
+  TORCH_CHECK(draft_probs.is_contiguous(), op, ": draft_probs must be contiguous");
+  const int64_t batch = draft_probs.size(0), n = draft_probs.size(1), vocab = draft_probs.size(2);
+  const std::vector<int64_t> target_shape{batch, n + 1, vocab};
+  check_same_device(op, "target_probs", target_probs, draft_probs);
+  TORCH_CHECK(target_probs.scalar_type() == at::kFloat, op, ": target_probs must be float32, got ",
+              dtype_name(target_probs.scalar_type()));
+  TORCH_CHECK(target_probs.sizes() == c10::IntArrayRef(target_shape), op,
+              ": target_probs must have shape ", shape_str(target_shape), ", got ",
+              shape_str(target_probs.sizes()));
+  TORCH_CHECK(target_probs.is_contiguous(), op, ": target_probs must be contiguous");
+  // The kernel indexes rows as uint32 (row * (n + 1) + i) * vocab.
+  TORCH_CHECK(target_probs.numel() <= std::numeric_limits<uint32_t>::max(), op,
+              ": target_probs must have fewer than 2^32 elements, got shape ",
+              shape_str(target_probs.sizes()));
+  const std::vector<int64_t> ids_shape{batch, n}, out_shape{batch, n + 1};
+  for (auto [name, t, shape] :
+       {std::make_tuple("draft_token_ids", &draft_token_ids, &ids_shape),
+        std::make_tuple("output_token_ids", &output_token_ids, &out_shape)}) {
+    check_same_device(op, name, *t, draft_probs);
+    TORCH_CHECK(t->scalar_type() == at::kInt, op, ": ", name, " must be int32, got ",
+                dtype_name(t->scalar_type()));
+    TORCH_CHECK(t->sizes() == c10::IntArrayRef(*shape), op, ": ", name, " must have shape ",
+                shape_str(*shape), ", got ", shape_str(t->sizes()));
+    TORCH_CHECK(t->is_contiguous(), op, ": ", name, " must be contiguous");
+  }
+  check_vector(op, "output_accepted_token_num", output_accepted_token_num, at::kInt, batch,
+               draft_probs);
+  check_vector(op, "output_emitted_draft_token_num", output_emitted_draft_token_num, at::kInt,
+               batch, draft_probs);
+  if (draft_token_ids.numel() > 0) {
+    // One device sync: a token id out of range would be an illegal memory access.
+    auto [lo, hi] = at::aminmax(draft_token_ids);
+    const int64_t lo_v = lo.item<int64_t>(), hi_v = hi.item<int64_t>();
+    TORCH_CHECK(lo_v >= 0 && hi_v < vocab, op, ": draft_token_ids must lie in [0, ", int_str(vocab),
+                "), got values in [", int_str(lo_v), ", ", int_str(hi_v), "]");
+  }
+  // One uniform per draft token and one for the final draw, per row (FlashInfer's budget).
+  run_on_stream(op, draft_probs, batch, [&](cudaStream_t stream) {
+    auto [seed, offset] =
+        philox_seed_offset(op, gen, draft_probs, static_cast<uint64_t>(batch * (n + 1)));
+    return fi::ChainSpeculativeSampling<float, int32_t>(
+        draft_probs.data_ptr<float>(), draft_token_ids.data_ptr<int32_t>(),
+        target_probs.data_ptr<float>(), output_token_ids.data_ptr<int32_t>(),
+        output_accepted_token_num.data_ptr<int32_t>(),
+        output_emitted_draft_token_num.data_ptr<int32_t>(), static_cast<uint32_t>(batch),
+        static_cast<uint32_t>(n), static_cast<uint32_t>(vocab), deterministic, seed, offset,
+        stream);
+  });
+}
+
 // The sampling ops' schemas and GPU impls, added to a TORCH_LIBRARY_EXPAND(sgl_kernel, m)
 // block by one line, `register_sampling_ops(m);` (ours in common_extension_musa.cc, or
 // upstream's MUSA registration file). Written outputs are annotated Tensor(a!) so the
@@ -559,4 +624,10 @@ void register_sampling_ops(torch::Library& m) {
       "-> ()");
   m.impl("top_k_top_p_min_p_sampling_from_logits", torch::kCUDA,
          &top_k_top_p_min_p_sampling_from_logits);
+
+  m.def(
+      "chain_speculative_sampling(Tensor draft_probs, Tensor draft_token_ids, "
+      "Tensor target_probs, Tensor(a!) output_token_ids, Tensor(b!) output_accepted_token_num, "
+      "Tensor(c!) output_emitted_draft_token_num, bool deterministic, Generator? gen) -> ()");
+  m.impl("chain_speculative_sampling", torch::kCUDA, &chain_speculative_sampling);
 }

@@ -28,20 +28,25 @@ from sgl_kernel._registration import register_cpu_and_fake_kernels
 
 register_cpu_and_fake_kernels()
 
-from sgl_kernel.musa import (  # noqa: E402
+from sgl_kernel.musa import (  # noqa: E402  # noqa: E402
+    chain_speculative_sampling,
     min_p_sampling_from_probs,
+    sampling_from_logits,
     sampling_from_probs,
+    softmax,
     top_k_mask_logits,
     top_k_renorm_prob,
     top_k_renorm_probs,
     top_k_sampling_from_probs,
     top_k_top_p_min_p_sampling_from_logits,
     top_k_top_p_min_p_sampling_from_probs,
+    top_k_top_p_sampling_from_logits,
     top_k_top_p_sampling_from_probs,
     top_p_renorm_prob,
     top_p_renorm_probs,
     top_p_sampling_from_probs,
 )
+from sgl_kernel.speculative import tree_speculative_sampling_target_only  # noqa: E402
 
 __all__ = [
     "min_p_sampling_from_probs",
@@ -56,4 +61,10 @@ __all__ = [
     "top_p_renorm_prob",
     "top_p_renorm_probs",
     "top_p_sampling_from_probs",
+    # issue 18: FlashInfer's from-logits functions and speculative decoding
+    "chain_speculative_sampling",
+    "sampling_from_logits",
+    "softmax",
+    "top_k_top_p_sampling_from_logits",
+    "tree_speculative_sampling_target_only",
 ]

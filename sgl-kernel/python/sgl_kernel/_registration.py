@@ -6,13 +6,16 @@ compute or allocate; it runs the op's validation (shapes, dtypes, one device for
 tensor, scalar ranges), so a call that the real kernels reject fails under
 FakeTensor / torch.compile tracing and on meta tensors too, with the same message.
 Without it, a meta argument next to CPU probabilities would dispatch to a silent no-op.
+The ops come from each reference module's OPS (sampling, then speculative decoding).
 """
 
 import functools
 
 import torch
 
-from sgl_kernel.sampling_reference import OPS, VALIDATORS
+from sgl_kernel import sampling_reference, speculative_reference
+
+REFERENCE_MODULES = (sampling_reference, speculative_reference)
 
 
 def _fake(validate, *args) -> None:
@@ -20,7 +23,8 @@ def _fake(validate, *args) -> None:
 
 
 def register_cpu_and_fake_kernels() -> None:
-    for name, reference in OPS.items():
-        qualname = f"sgl_kernel::{name}"
-        torch.library.impl(qualname, "CPU")(reference)
-        torch.library.register_fake(qualname)(functools.partial(_fake, VALIDATORS[name]))
+    for module in REFERENCE_MODULES:
+        for name, reference in module.OPS.items():
+            qualname = f"sgl_kernel::{name}"
+            torch.library.impl(qualname, "CPU")(reference)
+            torch.library.register_fake(qualname)(functools.partial(_fake, module.VALIDATORS[name]))

@@ -687,3 +687,267 @@ def top_k_top_p_min_p_sampling_from_logits(
     out = torch.empty(rows, dtype=torch.int32, device=logits.device)
     _ops.top_k_top_p_min_p_sampling_from_logits.default(logits, out, t, k, p, m, seeds, positions)
     return out
+
+
+# ----------------------------------------------------------------------------- from logits
+# softmax, sampling_from_logits and top_k_top_p_sampling_from_logits are composed from the
+# ops above and torch's softmax (no kernel of their own): FlashInfer 0.5.3's semantics,
+# argument names and defaults.
+
+
+def _temperature_rows(temperature, logits: torch.Tensor):
+    """A scalar, or a (batch,) float32 column for broadcasting; FlashInfer's shape rules."""
+    if not isinstance(temperature, torch.Tensor):
+        return float(temperature)
+    arr, _ = _row_param("temperature", temperature, logits, torch.float32)
+    return arr.view(-1, 1)
+
+
+def softmax(
+    logits: torch.Tensor,
+    temperature: Optional[Union[torch.Tensor, float]] = None,
+    enable_pdl: Optional[bool] = None,
+) -> torch.Tensor:
+    r"""Row-wise softmax of ``logits / temperature``, in float32.
+
+    .. math:: \mathrm{probs}_{ij} = \frac{e^{x_{ij} / T_i}}{\sum_k e^{x_{ik} / T_i}}
+
+    Parameters
+    ----------
+    logits : torch.Tensor
+        (batch, vocab) float16/bfloat16/float32/float64 logits, any strides.
+    temperature : float or torch.Tensor, optional
+        One temperature for every row, or a 1-D tensor with one per row (made float32).
+        None: 1. The division is plain: T = 0 gives inf / NaN as in FlashInfer.
+    enable_pdl : bool, optional
+        Accepted for FlashInfer compatibility and ignored (no programmatic dependent
+        launch on MUSA).
+
+    Returns
+    -------
+    torch.Tensor
+        float32 (batch, vocab) probabilities; a row of -inf logits gives NaN, as torch.
+
+    Note
+    ----
+    torch's own softmax on the logits' device (a torch-composed path: one division and
+    torch's fused softmax kernel), not a kernel of this package.
+
+    Example
+    -------
+    >>> sgl_kernel.softmax(torch.tensor([[0.0, 0.0]]), temperature=0.5)
+    tensor([[0.5000, 0.5000]])
+    """
+    logits = _as_float32_matrix("logits", logits)
+    if temperature is not None:
+        logits = logits / _temperature_rows(temperature, logits)
+    return torch.softmax(logits, dim=-1)
+
+
+def _sample_softmax_of_logits(
+    logits: torch.Tensor,
+    top_k: Optional[Param],
+    top_p: Optional[Param],
+    indices: Optional[torch.Tensor],
+    deterministic: bool,
+    generator: Optional[torch.Generator],
+    check_nan: bool,
+) -> torch.Tensor:
+    """The one place that samples softmax(logits), optionally with joint top-k / top-p:
+    sampling_from_logits and the "joint" order of top_k_top_p_sampling_from_logits."""
+    probs = softmax(logits)
+    _check_nan(probs, check_nan)
+    if top_k is None and top_p is None:
+        return sampling_from_probs(probs, indices, deterministic, generator)
+    return top_k_top_p_sampling_from_probs(
+        probs, top_k, top_p, indices, "joint", deterministic, generator
+    )
+
+
+def sampling_from_logits(
+    logits: torch.Tensor,
+    indices: Optional[torch.Tensor] = None,
+    deterministic: bool = True,
+    generator: Optional[torch.Generator] = None,
+    check_nan: bool = False,
+) -> torch.Tensor:
+    r"""Draw one token per row from softmax(logits).
+
+    Parameters
+    ----------
+    logits : torch.Tensor
+        (batch, vocab) logits, float16/bfloat16/float32/float64.
+    indices : torch.Tensor, optional
+        int32 or int64 (n,): the logits row of each output row.
+    deterministic, generator
+        See the module documentation.
+    check_nan : bool
+        Raise ``ValueError`` when ``logits`` holds a NaN (one host sync).
+
+    Returns
+    -------
+    torch.Tensor
+        int32 (batch,) or (n,) token ids.
+
+    Example
+    -------
+    >>> sgl_kernel.sampling_from_logits(torch.tensor([[0.0, 100.0]]))
+    tensor([1], dtype=torch.int32)
+    """
+    logits = _as_float32_matrix("logits", logits)
+    if check_nan and bool(torch.isnan(logits).any()):
+        raise ValueError("logits contains NaN (check_nan=True)")
+    return _sample_softmax_of_logits(logits, None, None, indices, deterministic, generator, False)
+
+
+def top_k_top_p_sampling_from_logits(
+    logits: torch.Tensor,
+    top_k: Param,
+    top_p: Param,
+    indices: Optional[torch.Tensor] = None,
+    filter_apply_order: str = "top_k_first",
+    deterministic: bool = True,
+    generator: Optional[torch.Generator] = None,
+    check_nan: bool = False,
+) -> torch.Tensor:
+    r"""Draw one token per row from softmax(logits) after top-k and top-p filtering.
+
+    ``"top_k_first"``: the logits outside the top-k become -inf (``top_k_mask_logits``),
+    then top-p sampling of their softmax; ``"joint"``: a token is kept only if both
+    filters keep it on softmax(logits). The same generator state gives the same tokens as
+    ``top_k_top_p_sampling_from_probs(softmax(logits), ...)`` with the same order (up to
+    the rounding of the two softmax paths). Any other order raises ``ValueError``.
+
+    Parameters
+    ----------
+    logits : torch.Tensor
+        (batch, vocab) logits, float16/bfloat16/float32/float64.
+    top_k, top_p : number or torch.Tensor
+        As in ``top_k_top_p_sampling_from_probs``.
+    indices, deterministic, generator
+        See the module documentation.
+    check_nan : bool
+        Raise ``ValueError`` when the probabilities hold a NaN (one host sync).
+
+    Returns
+    -------
+    torch.Tensor
+        int32 token ids, one per output row.
+
+    Example
+    -------
+    >>> logits = torch.tensor([[0.0, 1.0, 2.0, 3.0]])
+    >>> sgl_kernel.top_k_top_p_sampling_from_logits(logits, 1, 0.9)
+    tensor([3], dtype=torch.int32)
+    """
+    logits = _as_float32_matrix("logits", logits)
+    # Shape rules of both parameters first, whichever order runs (as FlashInfer).
+    _row_param("top_k", top_k, logits, torch.int32)
+    _row_param("top_p", top_p, logits, torch.float32)
+    if filter_apply_order == "top_k_first":
+        probs = softmax(top_k_mask_logits(logits, top_k))
+        return top_p_sampling_from_probs(probs, top_p, indices, deterministic, generator, check_nan)
+    if filter_apply_order == "joint":
+        return _sample_softmax_of_logits(
+            logits, top_k, top_p, indices, deterministic, generator, check_nan
+        )
+    raise ValueError(
+        f"filter_apply_order must be 'top_k_first' or 'joint', got {filter_apply_order!r}"
+    )
+
+
+# ----------------------------------------------------------------------------- chain
+
+
+def _int32_ids(name: str, t: torch.Tensor) -> torch.Tensor:
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
+        raise TypeError(f"{name} must be an integer tensor, got {_dtype_name(t.dtype)}")
+    if t.dtype != torch.int32:
+        t = t.clamp(-1, _INT32_MAX).to(torch.int32)  # out of range stays out of range
+    return t.contiguous()
+
+
+def _as_float32(name: str, t: torch.Tensor) -> torch.Tensor:
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if t.dtype not in _FLOAT_DTYPES:
+        raise TypeError(
+            f"{name} must be float16, bfloat16, float32 or float64, got {_dtype_name(t.dtype)}"
+        )
+    return t.to(torch.float32).contiguous()
+
+
+def chain_speculative_sampling(
+    draft_probs: torch.Tensor,
+    draft_token_ids: torch.Tensor,
+    target_probs: torch.Tensor,
+    maybe_output_accepted_token_num: Optional[torch.Tensor] = None,
+    maybe_output_emitted_draft_token_num: Optional[torch.Tensor] = None,
+    deterministic: bool = True,
+    generator: Optional[torch.Generator] = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    r"""Speculative sampling of a chain of draft tokens (FlashInfer's contract).
+
+    Draft token i of a row is accepted with probability min(1, target_i / draft_i) of its
+    token, up to the first rejection; the token at that position is drawn from
+    max(target - draft, 0) there (from the extra target row when every draft token was
+    accepted); later positions are -1. The emitted tokens are an exact sample of the
+    target distribution.
+
+    Parameters
+    ----------
+    draft_probs : torch.Tensor
+        (batch, n, vocab) draft model probabilities (made float32).
+    draft_token_ids : torch.Tensor
+        Integer (batch, n) draft tokens (made int32), in [0, vocab) (checked: one host sync).
+    target_probs : torch.Tensor
+        (batch, n + 1, vocab) target model probabilities (made float32).
+    maybe_output_accepted_token_num, maybe_output_emitted_draft_token_num : torch.Tensor, optional
+        int32 (batch,) counters to add to in place; None: new zero tensors.
+    deterministic, generator
+        See the module documentation (n + 1 Philox numbers per row).
+
+    Returns
+    -------
+    tuple
+        int32 (batch, n + 1) output tokens (-1 after the first rejected position); the
+        accepted counter (tokens each accepted on their own: FlashInfer's alignment metric);
+        the emitted counter (accepted draft tokens before the first rejection, bonus not
+        counted).
+
+    Example
+    -------
+    >>> draft = torch.tensor([[[0.5, 0.5]]]); target = torch.tensor([[[0.5, 0.5], [0.0, 1.0]]])
+    >>> out, acc, emitted = sgl_kernel.chain_speculative_sampling(
+    ...     draft, torch.tensor([[0]]), target)
+    >>> out
+    tensor([[0, 1]], dtype=torch.int32)
+    """
+    draft_probs = _as_float32("draft_probs", draft_probs)
+    target_probs = _as_float32("target_probs", target_probs)
+    draft_token_ids = _int32_ids("draft_token_ids", draft_token_ids)
+    if draft_probs.dim() != 3 or draft_token_ids.dim() != 2:
+        raise RuntimeError(
+            "chain_speculative_sampling: draft_probs must be 3-D and draft_token_ids 2-D, got "
+            f"shapes {list(draft_probs.shape)} and {list(draft_token_ids.shape)}"
+        )
+    b, n = draft_token_ids.shape
+    dev = draft_probs.device
+    counters = []
+    for name, given in (
+        ("maybe_output_accepted_token_num", maybe_output_accepted_token_num),
+        ("maybe_output_emitted_draft_token_num", maybe_output_emitted_draft_token_num),
+    ):
+        if given is None:
+            given = torch.zeros(b, dtype=torch.int32, device=dev)
+        elif not isinstance(given, torch.Tensor) or given.dtype != torch.int32:
+            raise ValueError(f"{name} must be an int32 tensor (it is added to in place)")
+        counters.append(given)
+    out = torch.empty((b, n + 1), dtype=torch.int32, device=dev)
+    _ops.chain_speculative_sampling.default(
+        draft_probs, draft_token_ids, target_probs, out, counters[0], counters[1],
+        deterministic, generator,
+    )  # fmt: skip
+    return out, counters[0], counters[1]
