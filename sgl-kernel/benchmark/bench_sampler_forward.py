@@ -210,6 +210,8 @@ def _zipf_logits(max_batch, vocab):
 def run_forward(b: Bench, vocabs, batches, backend):
     """Every request type on `backend`; the floor (one read) with the first backend."""
     for vocab in vocabs:
+        if b.budget.spent():
+            continue
         logits_all = _zipf_logits(max(batches), vocab).to(b.device)
         for batch in batches:
             logits = logits_all[:batch]
