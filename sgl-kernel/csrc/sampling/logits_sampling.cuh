@@ -718,10 +718,10 @@ __global__ void __launch_bounds__(kChunkThreads) RowDrawKernel(LogitsArgs<T> a) 
   }
 }
 
-// Blocks per row: enough (row, chunk) blocks to give every multiprocessor two, each chunk
-// at least kMinChunk tokens; 1 when the batch alone does.
+// Blocks per row: enough (row, chunk) blocks to fill every multiprocessor (four blocks of
+// 512 threads each), each chunk at least kMinChunk tokens; 1 when the batch alone does.
 inline uint32_t logits_chunks(uint32_t rows, uint32_t vocab, int multiprocessors) {
-  const uint64_t want = 2ull * static_cast<uint64_t>(multiprocessors > 0 ? multiprocessors : 1);
+  const uint64_t want = 4ull * static_cast<uint64_t>(multiprocessors > 0 ? multiprocessors : 1);
   const uint32_t by_batch = static_cast<uint32_t>((want + rows - 1) / rows);
   const uint32_t by_vocab = (vocab + kMinChunk - 1) / kMinChunk;
   const uint32_t g = by_batch < by_vocab ? by_batch : by_vocab;
