@@ -28,6 +28,7 @@ from typing import Callable
 import torch
 
 import sgl_kernel  # registers the ops
+from sgl_kernel import sampling_reference as ref
 from sgl_kernel.testing import (
     OP_CASE,
     OP_CASES,
@@ -39,6 +40,7 @@ from sgl_kernel.testing import (
     assert_rows_match_distribution,
     fused_distribution,
     fused_reference_tokens,
+    is_gpu,
     synchronize,
 )
 
@@ -55,7 +57,7 @@ OPTIONS = {"parity": True, "draw_scale": 1.0}
 @dataclass
 class Hazard:
     name: str
-    family: str  # CPU runs batch one child per family: mask, renorm, sample, args
+    family: str  # CPU runs batch one child per family: mask, renorm, sample, args, logits
     run: Callable[[str], dict]  # device -> small JSON summary; AssertionError = violation
     gpu_only: bool = False
 
@@ -672,6 +674,313 @@ for _v in VOCABS + GPU_VOCABS:
     )
 fused_hazard("fused-misaligned-probs-v4097", 4097, 16, offset=1)
 fused_hazard("fused-int64-edge-seeds-v300", 300, 64, seeds="int64-edges")
+
+
+# The from-logits op (issue 16): hostile rows, each with its own temperature and filter
+# parameters, drawn `draws` times with distinct seeds; every dtype, layout and vocab class;
+# large batches (the kernel's per-row split G is 1) and batch 1 (G > 1 from vocab 4097 up).
+# Checked, against the reference's definition (sampling_reference.from_logits_sample,
+# scaled_logits, logit_weights): greedy rows (temperature <= 0 / NaN, top_k == 1) give the
+# exact first argmax of s (token 0 for top_k == 1 when top_p < 0 or min_p > 1); sampled
+# rows give tokens of the kept set of w = exp(s - max s) and, by chi-square, the filtered
+# distribution of w (testing.fused_distribution). The GPU computes exp with a few ulp of
+# its own rounding, so there a row whose kept set changes under such rounding
+# ("unstable") may also give the tokens at its boundary (LOGITS_ULPS below) and skips the
+# chi-square; every other row is held to the exact set, and >= 99% of all draws must be
+# the reference's own token (Gumbel keys that nearly tie may differ).
+NO_K = 2**31 - 1
+LOGIT_DTYPES = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}
+LOGITS_ULPS = 8  # relative slack, in float32 ulps of w, of the GPU's exp(s - max s)
+
+
+def _logit_rows(vocab: int, dtype: torch.dtype, seed: int):
+    """(x float32 [R, vocab] exactly representable in dtype, params {name: [R]}): one
+    hostile row per entry, with the parameters that make it hostile."""
+    g = torch.Generator().manual_seed(seed)
+    big = torch.finfo(dtype).max
+    last = vocab - 1
+    ar = torch.arange(vocab, dtype=torch.float32)
+    rows = []  # (row, temperature, top_k, top_p, min_p)
+
+    def row(scale=3.0):
+        return torch.randn(vocab, generator=g) * scale
+
+    rows.append((row(), 1.0, NO_K, 1.0, 0.0))  # keep all
+    r = row()
+    r[min(5, last)] = INF
+    r[::3] = NAN
+    rows.append((r, 0.7, 50, 0.9, 0.05))  # one +inf (and NaN): only the +inf token
+    r = row()
+    r[::7] = INF
+    rows.append((r, 1.3, NO_K, 1.0, 0.0))  # several +inf: uniform over them
+    r = row()
+    r[::3] = NAN
+    rows.append((r, 1.0, 5, 0.9, 0.0))
+    rows.append((torch.full((vocab,), NAN), 1.0, 3, 1.0, 0.0))  # all NaN: ties, ids 0-2
+    rows.append((torch.full((vocab,), -INF), 0.9, NO_K, 0.5, 0.0))  # -inf only: top-p of a flat row
+    r = row()
+    r[::2] = -INF
+    r[1::4] = NAN
+    rows.append((r, 1.0, NO_K, 0.95, 0.1))
+    rows.append((torch.round(row()), 1.0, 4, 1.0, 0.0))  # ties at the top-k cut: lower ids
+    rows.append((torch.round(row()), 0.0, NO_K, 1.0, 0.0))  # greedy among ties: first max
+    # Huge finite logits that overflow once divided by a tiny temperature: +-FLT_MAX.
+    r = row().sign() * big * 0.9
+    r[::5] = row()[::5]
+    rows.append((r, 1e-36, NO_K, 1.0, 0.0))
+    rows.append((r.clone(), 1e-36, 2, 0.9, 0.0))
+    rows.append((row() * 1e30, 1.0, NO_K, 0.9, 0.0))  # huge but finite: w 0 or 1
+    # Temperatures: subnormal (1/T overflows to +inf), +inf (s = 0 for finite x), 0,
+    # negative, NaN, -inf (greedy).
+    r = row()
+    r[::4] = 0.0
+    rows.append((r, 1e-40, NO_K, 1.0, 0.0))
+    r = row()
+    r[min(1, last)] = -INF
+    r[2::6] = INF
+    r[3::6] = NAN
+    rows.append((r, INF, NO_K, 1.0, 0.0))
+    for t in (0.0, -1.0, NAN, -INF):
+        r = row()
+        r[min(2, last) :: 9] = NAN
+        rows.append((r, t, 2, -1.0, 2.0))  # greedy ignores the filters
+    # Per-row parameters at edge values.
+    for k, p, m in [
+        (0, 1.0, 0.0), (-5, 0.9, 0.0), (1, 0.5, 0.5), (1, -0.5, 0.0), (1, 1.0, 1.5),
+        (NO_K, -1.0, 0.0), (NO_K, 0.0, 0.0), (NO_K, NAN, 0.0), (NO_K, 2.0, 0.0),
+        (NO_K, INF, 0.0), (NO_K, 1.0, 2.0), (NO_K, 1.0, NAN), (NO_K, 1.0, 1.0),
+        (NO_K, 1.0, -1.0), (vocab, 0.8, 0.0), (vocab + 1, 1.0, 0.01), (2, NAN, NAN),
+    ]:  # fmt: skip
+        rows.append((row(), 1.0, k, p, m))
+    # Distinct logits whose weights round to equal float32 values (w ties, s does not).
+    rows.append((ar * 1e-9, 1.0, 2, 1.0, 0.0))
+    rows.append((ar * 1e-9, 1.0, 1, 1.0, 0.0))  # top_k 1: the argmax of s, the last id
+    rows.append((row(0.5), 0.8, 40, 0.9, 0.02))  # flat, all filters
+    x = torch.stack([r for r, *_ in rows]).to(dtype).float()
+    params = {
+        "temperature": torch.tensor([t for _, t, *_ in rows], dtype=torch.float32),
+        "top_k": torch.tensor([k for *_, k, _, _ in rows], dtype=torch.int32),
+        "top_p": torch.tensor([p for *_, p, _ in rows], dtype=torch.float32),
+        "min_p": torch.tensor([m for *_, m in rows], dtype=torch.float32),
+    }
+    return x, params
+
+
+def _logits_layout(x: torch.Tensor, device: str, layout: str) -> torch.Tensor:
+    """x (already in its dtype) on the device as a contiguous, misaligned (data pointer
+    one element past an allocation), column-stride-2 or padded-row-stride view."""
+    if layout == "contiguous":
+        return x.to(device)
+    if layout == "misaligned":
+        return place(x, device, 1)
+    if layout == "col-stride-2":
+        view = torch.stack([x, torch.full_like(x, NAN)], dim=-1).to(device)[..., 0]
+        assert view.stride(1) == 2
+        return view
+    assert layout == "padded", layout
+    padded = torch.full((x.size(0), x.size(1) + 5), NAN, dtype=x.dtype, device=device)
+    view = padded[:, 1 : x.size(1) + 1]
+    view.copy_(x.to(device))
+    return view
+
+
+def logits_expectation(x: torch.Tensor, params: dict):
+    """(greedy [R] bool, greedy token [R], kept [R, V], loose [R, V], dist [R, V]): the
+    reference's answer per row. kept: the exact kept set of w (token 0 alone when empty);
+    loose: kept plus the tokens that a few ulp of exp rounding in w could add; dist:
+    the filtered distribution (one-hot for greedy rows)."""
+    t, k, p, m = (params[n] for n in ("temperature", "top_k", "top_p", "min_p"))
+    s = ref.scaled_logits(x, t)
+    w = ref.logit_weights(s)
+    first_max = torch.argmax(s, dim=-1)
+    greedy = ~(t > 0) | (k == 1)
+    token = torch.where(~(t > 0) | (~(p < 0) & ~(m > 1)), first_max, 0)
+    keep = ref.fused_keep(w, k, p, m)
+    keep[~keep.any(-1), 0] = True
+    dist = fused_distribution(w, k, p, m)
+    # Loose: rank and lower-ranks mass counted over the tokens that rank before token i
+    # whatever the rounding (w clearly heavier, or the same s and a lower id: equal s give
+    # equal w on every device), the total and min-p's threshold each eased by the slack,
+    # w > 0 eased to "s - max s is above exp's underflow".
+    eps = LOGITS_ULPS * 2.0**-24
+    wd = w.double()
+    asc, _ = torch.sort(wd, dim=-1)
+    first_heavier = torch.searchsorted(asc, wd * (1 + 2 * eps), right=True)
+    s_sorted, s_order = torch.sort(s, dim=-1, stable=True)
+    run_start = torch.searchsorted(s_sorted, s_sorted, right=False)
+    positions = torch.arange(s.size(-1)).expand_as(s)
+    same_s_before = torch.empty_like(s_order).scatter_(1, s_order, positions - run_start)
+    rank = w.size(-1) - first_heavier + same_s_before
+    csum = torch.cat([torch.zeros_like(asc[:, :1]), asc.cumsum(-1)], dim=-1)
+    total = csum[:, -1:]
+    above = (total - csum.gather(1, first_heavier) + same_s_before * wd) * (1 - eps)
+    pd = p.view(-1, 1).double()
+    cut = rank >= k.view(-1, 1).long()
+    cut |= (above > pd * total * (1 + eps)) & ~(pd >= 1)
+    cut |= wd * (1 + eps) < (w.amax(-1, keepdim=True) * m.view(-1, 1)).double()
+    d = s - s.amax(-1, keepdim=True)
+    loose = ~cut & ((w > 0) | (d > -104.0)) | keep
+    one_hot = torch.nn.functional.one_hot(token, x.size(-1)).bool()
+    keep = torch.where(greedy.view(-1, 1), one_hot, keep)
+    loose = torch.where(greedy.view(-1, 1), one_hot, loose)
+    dist = torch.where(greedy.view(-1, 1), one_hot.double(), dist)
+    return greedy, token, keep, loose, dist
+
+
+_LOGIT_SEEDS = {"ordinary": (7, 3), "int64-edges": (-(2**63), 2**63 - 1)}
+
+
+def logits_hazard(
+    name,
+    vocab,
+    draws,
+    *,
+    dtype="f32",
+    layout="contiguous",
+    seeds="ordinary",
+    batch1=False,
+    build=None,
+    want=None,
+    gpu_only=False,
+):
+    """The from-logits op on build() (default: _logit_rows), each row drawn `draws`
+    times with its own seed; batch1: one call per draw (a lone row: the split G > 1).
+    want: {row: its exact distribution, by hand}."""
+
+    def run(device):
+        op = sgl_kernel.top_k_top_p_min_p_sampling_from_logits
+        x, params = (build or _logit_rows)(vocab, LOGIT_DTYPES[dtype], vocab)
+        n = max(1, int(draws * OPTIONS["draw_scale"]))
+        rows = torch.arange(x.size(0)).repeat_interleave(n)
+        args = {a: v[rows] for a, v in params.items()}
+        base, position = _LOGIT_SEEDS[seeds]
+        args["seeds"] = torch.arange(rows.numel(), dtype=torch.int64) * 0x9E3779B9 + base
+        args["positions"] = torch.full((rows.numel(),), position, dtype=torch.int64)
+        if seeds == "int64-edges":
+            args["positions"][1::2] = -(2**63)
+        xd = x.to(LOGIT_DTYPES[dtype])
+        if batch1:
+            got = torch.cat(
+                [
+                    op(
+                        _logits_layout(xd[r : r + 1], device, layout),
+                        **{a: v[i : i + 1].to(device) for a, v in args.items()},
+                    ).cpu()
+                    for i, r in enumerate(rows.tolist())
+                ]
+            )
+        else:
+            dev_args = {a: v.to(device) for a, v in args.items()}
+            got = op(_logits_layout(xd[rows], device, layout), **dev_args).cpu()
+        synchronize(device)
+        what = f"{name} on {device}"
+        assert got.dtype == torch.int32 and got.shape == rows.shape, f"{what}: {got.shape}"
+        greedy, token, keep, loose, dist = logits_expectation(x, params)
+        ids = got.long()
+        assert bool(((ids >= 0) & (ids < vocab)).all()), f"{what}: ids {ids.unique()[:8]}"
+        wrong_greedy = greedy[rows] & (ids != token[rows])
+        assert not bool(wrong_greedy.any()), (
+            f"{what}: greedy rows {rows[wrong_greedy].unique().tolist()} gave "
+            f"{ids[wrong_greedy][:5].tolist()}, want {token[rows[wrong_greedy]][:5].tolist()}"
+        )
+        exact = not is_gpu(device)
+        stable = exact | (keep == loose).all(-1)  # rows whose kept set rounding cannot move
+        allowed = torch.where(stable.view(-1, 1), keep, loose)[rows, ids]
+        assert bool(allowed.all()), (
+            f"{what}: tokens outside the kept set: rows {rows[~allowed].unique().tolist()}, "
+            f"ids {ids[~allowed][:8].tolist()}"
+        )
+        checked = stable[rows] & ~greedy[rows]
+        assert_rows_match_distribution(ids[checked], rows[checked], dist, what, ALPHA)
+        if not exact and OPTIONS["parity"]:  # on the CPU the op is the reference itself
+            ref_ids = ref.from_logits_sample(x[rows], *(args[a] for a in args))
+            agree = float((ids == ref_ids).double().mean()) if ids.numel() else 1.0
+            assert agree >= 0.99, f"{what}: agrees with the reference on {agree:.4f} of the draws"
+        for row, values in (want or {}).items():
+            values = torch.tensor(values, dtype=torch.float64)
+            assert_matches_distribution(ids[rows == row], values, f"{what} row {row}", ALPHA)
+        return {"ids": got[:8].tolist(), "n": got.numel(), "unstable": int((~stable).sum())}
+
+    _add(Hazard(name, "logits", run, gpu_only))
+
+
+for _v in VOCABS + GPU_VOCABS:
+    logits_hazard(
+        f"logits-hostile-rows-v{_v}", _v, 64 if _v <= 4097 else 8, gpu_only=_v in GPU_VOCABS
+    )
+for _dt in ("f16", "bf16"):
+    for _v in (300, 4097):
+        logits_hazard(f"logits-hostile-rows-{_dt}-v{_v}", _v, 32, dtype=_dt)
+    logits_hazard(f"logits-hostile-rows-{_dt}-v128256", 128256, 8, dtype=_dt, gpu_only=True)
+for _layout in ("misaligned", "col-stride-2", "padded"):
+    for _dt in LOGIT_DTYPES:  # the CPU reads every layout alike: half widths on GPUs only
+        logits_hazard(
+            f"logits-{_layout}-{_dt}-v4097",
+            4097,
+            16,
+            dtype=_dt,
+            layout=_layout,
+            gpu_only=_dt != "f32",
+        )
+    logits_hazard(f"logits-{_layout}-v131072", 131072, 8, layout=_layout, gpu_only=True)
+# Batch 1: one row split over G = ceil(vocab / 4096) blocks on a GPU (one call per draw;
+# the CPU, which does not split, runs the smallest).
+logits_hazard("logits-batch-1-v4097", 4097, 1, batch1=True)
+logits_hazard("logits-batch-1-v9000", 9000, 4, batch1=True, gpu_only=True)
+logits_hazard(
+    "logits-batch-1-padded-bf16-v8193",
+    8193,
+    4,
+    dtype="bf16",
+    layout="padded",
+    batch1=True,
+    gpu_only=True,
+)
+for _v in GPU_VOCABS:
+    logits_hazard(f"logits-batch-1-v{_v}", _v, 8, batch1=True, gpu_only=True)
+logits_hazard("logits-int64-edge-seeds-v300", 300, 64, seeds="int64-edges")
+logits_hazard("logits-int64-edge-seeds-v128256", 128256, 8, seeds="int64-edges", gpu_only=True)
+
+
+def _one_row(values, temperature, top_k=NO_K, top_p=1.0, min_p=0.0):
+    row = torch.tensor([values], dtype=torch.float32)
+    p = {"temperature": temperature, "top_k": top_k, "top_p": top_p, "min_p": min_p}
+    dtypes = {"top_k": torch.int32}
+    return lambda v, dt, seed: (
+        row,
+        {n: torch.tensor([x], dtype=dtypes.get(n, torch.float32)) for n, x in p.items()},
+    )
+
+
+# Hand-written answers, independent of the reference.
+for _label, _build, _want in [
+    ("posinf-tokens-share-the-mass", _one_row([1, INF, NAN, -INF, INF, 2, INF], 1.0),
+     [0, 1, 0, 0, 1, 0, 1]),
+    ("subnormal-temperature-saturates-positive-logits", _one_row([1.0, 0.0, -1.0, 2.0], 1e-40),
+     [1, 0, 0, 1]),
+    ("infinite-temperature-is-uniform-over-finite", _one_row([5, -INF, 1, NAN, -2], INF),
+     [1, 0, 1, 0, 1]),
+    ("tiny-temperature-overflow-ties-at-float32-max",
+     _one_row([3e38, 3e38, 1e38, -3e38, 1.0], 1e-36), [1, 1, 1, 0, 0]),
+    ("top-p-half-of-0.1-0.2-0.3-0.4", _one_row([0.1, 0.2, 0.3, 0.4], 1.0, top_p=0.5),
+     [0, 0, 0.3, 0.4]),
+    ("min-p-0.4-of-0.1-0.2-0.3-0.4", _one_row([0.1, 0.2, 0.3, 0.4], 1.0, min_p=0.4),
+     [0, 0.2, 0.3, 0.4]),
+    ("nan-and-neginf-only-row-is-uniform", _one_row([NAN, -INF, NAN, NAN], 0.9), [1, 1, 1, 1]),
+]:  # fmt: skip
+    if "0.4" in _label:  # logits log(q): w proportional to q
+        _x, _p = _build(4, torch.float32, 0)
+        _build = lambda v, dt, seed, x=_x.log(), p=_p: (x, p)  # noqa: E731
+    logits_hazard(f"logits-{_label}", len(_want), 2000, build=_build, want={0: _want})
+logits_hazard(
+    "logits-empty-batch",
+    4096,
+    1,
+    build=lambda v, dt, seed: (
+        torch.empty(0, v),
+        {n: t[:0] for n, t in _logit_rows(4, dt, 0)[1].items()},
+    ),
+)
 
 
 # ----------------------------------------------------------------------------- driver

@@ -5,7 +5,9 @@
 (GPU only). Runs each case of hazard_cases.py on the GPU: rows of NaN, +-inf,
 negatives, zeros and subnormals at vocab sizes around the kernels' tiles (1 ...
 131072), misaligned views, empty batches, top_k of any size, per-row parameters out
-of range, and ``indices`` with distinct per-row parameters. Memcheck reports any
+of range, ``indices`` with distinct per-row parameters, and the from-logits op on
+float32 / float16 / bfloat16 logits in strided views at batch 1 and large batches.
+Memcheck reports any
 out-of-bounds or misaligned access; this driver exits non-zero if a result breaks
 the input contract, and stops early if the device is left unusable. Draws are cut
 16-fold (memcheck is slow) and the CPU comparison is skipped: test_hazards.py does

@@ -3,7 +3,9 @@
 Every case of hazard_cases.py (+-inf, NaN, negatives, subnormals, unnormalised rows,
 all -inf rows at vocab sizes around the kernels' tiles, one-token vocabularies, empty
 batches, misaligned views, top_k of any size, per-row parameters out of range,
-``indices`` with distinct per-row parameters) runs in a child process with a
+``indices`` with distinct per-row parameters; for the from-logits op also every logits
+dtype, strided views, batch 1 and large batches, and temperatures 0 / negative / NaN /
++inf / subnormal) runs in a child process with a
 per-case timeout, so a hang or a sticky device fault fails that case instead of
 hanging CI. The child checks the result against the input contract (and, on a GPU,
 against the CPU reference) and prints it; each case is one test here.
