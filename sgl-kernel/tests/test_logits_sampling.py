@@ -108,7 +108,7 @@ def test_frequencies_match_the_filtered_softmax(setting, scale, device):
 @pytest.mark.skipif(GPU is None, reason="large vocabularies: GPU only")
 @pytest.mark.parametrize("vocab", [32000, 128256, 151936], ids=lambda v: f"v{v}")
 @pytest.mark.parametrize("setting", SETTINGS[1:4], ids=lambda s: "k{1}-p{2}-m{3}".format(*s))
-def test_frequencies_at_llm_vocabularies(vocab, setting):
+def test_gpu_frequencies_at_llm_vocabularies(vocab, setting):
     temperature, k, p, m = setting
     x = logits_rows(vocab, scale=3.0, seed=vocab) + torch.arange(vocab) * 1e-5  # no ties
     got = draw_repeated(x, 20_000, temperature, k, p, m, GPU)
