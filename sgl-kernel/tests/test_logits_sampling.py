@@ -67,9 +67,10 @@ def test_greedy_rows_take_the_first_maximum(dtype, device):
             [NAN, INF, -INF, INF],  # +inf is the largest; the first one
             [NAN, NAN, -INF, NAN],  # nothing above -inf: every entry ties, token 0
             [-5.0, -INF, -4.0, NAN],
+            [-1.0, -0.0, 0.0, -2.0],  # -0 == +0: the first of them
         ]
     ).to(dtype)
-    want = torch.tensor([1, 1, 0, 2], dtype=torch.int32)
+    want = torch.tensor([1, 1, 0, 2, 1], dtype=torch.int32)
     for temperature, top_k in ((0.0, NO_K), (-1.0, 50), (NAN, 50), (1.0, 1), (0.5, 1)):
         got = sample(x.to(device), temperature, top_k, 1.0, 0.0)
         assert torch.equal(got.cpu(), want), f"T={temperature} k={top_k}: {got.tolist()}"

@@ -71,9 +71,10 @@ struct RowWork {
   uint32_t chunks_done;  // launch 4's blocks of this row that have finished
 };
 
-// A float's bits mapped so that unsigned order is float order (negatives below positives).
+// A float's bits mapped so that unsigned order is float order (negatives below positives;
+// -0 is +0, as in torch's argmax, so the first of a run of zeros wins).
 __device__ __forceinline__ uint32_t ordered_bits(float x) {
-  const uint32_t u = __float_as_uint(x);
+  const uint32_t u = __float_as_uint(x == 0.f ? 0.f : x);
   return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
 }
 __device__ __forceinline__ float from_ordered_bits(uint32_t o) {
