@@ -424,7 +424,10 @@ def run_grid(b: Bench, vocabs, batches, fi_modules):
                     for version, fi in fi_modules.items():
                         cands = flashinfer_candidates(fi, filter_name, batch, vocab, b.device)
                         fi_rows = [
-                            record(f"FlashInfer {version}: {label}", fn)
+                            record(
+                                f"FlashInfer {version}: {label}",
+                                lambda fn=fn: fn(logits, probs),
+                            )
                             for label, fn in cands.items()
                         ]
                         rows += fi_rows
