@@ -435,13 +435,17 @@ def lint_sources(stage_dir: Path, rules=None, flags=None) -> list[Finding]:
     for line in compiled:
         by_file.setdefault(line.path, []).append(line)
 
+    # Constants are shared across files (headers define them); a 64-bit or double name is
+    # looked up in its own file only, since a name like `candidates` can be a 64-bit tensor
+    # in one kernel and a 32-bit shared counter in another.
     constants: dict = {}
-    wide_names: set = set()
+    wide_names: dict = {}
     for path, lines in by_file.items():
+        wide_names[path] = set()
         for line in lines:
             code = code_lines[path][line.number - 1]
             _constants(code, constants)
-            wide_names.update(WIDE_DECLARATION.findall(code))
+            wide_names[path].update(WIDE_DECLARATION.findall(code))
 
     findings = []
     for path, lines in by_file.items():
@@ -483,7 +487,7 @@ def lint_sources(stage_dir: Path, rules=None, flags=None) -> list[Finding]:
             )
             if COOP_GROUPS.search(code) or tile_call:
                 findings.append(Finding(rel, line.number, "coop-groups", raw))
-            if _atomic64_findings(code, wide_names):
+            if _atomic64_findings(code, wide_names[path]):
                 findings.append(Finding(rel, line.number, "atomic-64", raw))
             if WARP_VOTE.search(code):
                 findings.append(Finding(rel, line.number, "warp-vote", raw))
