@@ -532,6 +532,26 @@ def _fused_int64_rows(name: str, value: Optional[torch.Tensor], probs: torch.Ten
     return arr
 
 
+def _fused_filters(top_k: Param, top_p: Param, min_p: Param, x: torch.Tensor):
+    """The fused ops' per-row (int32 k, float32 p, float32 min_p) arrays for x's rows."""
+    return (
+        _fused_row_param("top_k", top_k, x, torch.int32),
+        _fused_row_param("top_p", top_p, x, torch.float32),
+        _fused_row_param("min_p", min_p, x, torch.float32),
+    )
+
+
+def _fused_seeds(seeds: Optional[torch.Tensor], generator, x: torch.Tensor) -> torch.Tensor:
+    """int64 seeds for x's rows: the given ones, or drawn on x's device from `generator`
+    (no host sync, so a call can be captured in a graph)."""
+    if seeds is not None:
+        return _fused_int64_rows("seeds", seeds, x)
+    return torch.randint(
+        _SEED_LOW, _SEED_HIGH, (x.size(0),), dtype=torch.int64, device=x.device,
+        generator=generator,
+    )  # fmt: skip
+
+
 def top_k_top_p_min_p_sampling_from_probs(
     probs: torch.Tensor,
     top_k: Param,
@@ -580,17 +600,9 @@ def top_k_top_p_min_p_sampling_from_probs(
     tensor([3], dtype=torch.int32)
     """
     probs = _as_float32_matrix("probs", probs)
-    k = _fused_row_param("top_k", top_k, probs, torch.int32)
-    p = _fused_row_param("top_p", top_p, probs, torch.float32)
-    m = _fused_row_param("min_p", min_p, probs, torch.float32)
+    k, p, m = _fused_filters(top_k, top_p, min_p, probs)
+    seeds = _fused_seeds(seeds, generator, probs)
     rows = probs.size(0)
-    if seeds is None:
-        seeds = torch.randint(
-            _SEED_LOW, _SEED_HIGH, (rows,), dtype=torch.int64, device=probs.device,
-            generator=generator,
-        )  # fmt: skip
-    else:
-        seeds = _fused_int64_rows("seeds", seeds, probs)
     if positions is None:
         positions = torch.zeros(rows, dtype=torch.int64, device=probs.device)
     else:
@@ -671,20 +683,11 @@ def top_k_top_p_min_p_sampling_from_logits(
     if logits.dim() != 2:
         raise RuntimeError(f"logits must be 2-D (batch, vocab), got shape {list(logits.shape)}")
     t = _fused_row_param("temperature", temperature, logits, torch.float32)
-    k = _fused_row_param("top_k", top_k, logits, torch.int32)
-    p = _fused_row_param("top_p", top_p, logits, torch.float32)
-    m = _fused_row_param("min_p", min_p, logits, torch.float32)
-    rows = logits.size(0)
-    if seeds is None:
-        seeds = torch.randint(
-            _SEED_LOW, _SEED_HIGH, (rows,), dtype=torch.int64, device=logits.device,
-            generator=generator,
-        )  # fmt: skip
-    else:
-        seeds = _fused_int64_rows("seeds", seeds, logits)
+    k, p, m = _fused_filters(top_k, top_p, min_p, logits)
+    seeds = _fused_seeds(seeds, generator, logits)
     if positions is not None:
         positions = _fused_int64_rows("positions", positions, logits)
-    out = torch.empty(rows, dtype=torch.int32, device=logits.device)
+    out = torch.empty(logits.size(0), dtype=torch.int32, device=logits.device)
     _ops.top_k_top_p_min_p_sampling_from_logits.default(logits, out, t, k, p, m, seeds, positions)
     return out
 

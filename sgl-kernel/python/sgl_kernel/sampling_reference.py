@@ -163,16 +163,23 @@ def _validate_fused(
             "probs must have a vocab size below 2^20 (the kernel sums masses exactly in 32 bits), "
             f"got shape {_shape(probs)}",
         )
-    rows = probs.size(0)
+    _check_fused_vectors(op, probs, output, None, top_k, top_p, min_p, seeds, positions)
+
+
+def _check_fused_vectors(op, x, output, temperature, top_k, top_p, min_p, seeds, positions):
+    """The fused ops' per-row vectors, one entry per row of x (temperature: the from-logits
+    op's; positions: optional there; None skips)."""
     for name, t, dtype in (
         ("output", output, torch.int32),
+        ("temperature", temperature, torch.float32),
         ("top_k", top_k, torch.int32),
         ("top_p", top_p, torch.float32),
         ("min_p", min_p, torch.float32),
         ("seeds", seeds, torch.int64),
         ("positions", positions, torch.int64),
     ):
-        _check_vector(op, name, t, dtype, rows, probs)
+        if t is not None:
+            _check_vector(op, name, t, dtype, x.size(0), x)
 
 
 # One validator per op, with the op's schema plus `check_values` (False in the fakes,
@@ -536,18 +543,7 @@ def _validate_from_logits(
             "logits must have a vocab size in [1, 2^20) (the kernel sums masses exactly in 32 "
             f"bits), got shape {_shape(logits)}",
         )
-    rows = logits.size(0)
-    for name, t, dtype in (
-        ("output", output, torch.int32),
-        ("temperature", temperature, torch.float32),
-        ("top_k", top_k, torch.int32),
-        ("top_p", top_p, torch.float32),
-        ("min_p", min_p, torch.float32),
-        ("seeds", seeds, torch.int64),
-        ("positions", positions, torch.int64),
-    ):
-        if t is not None or name != "positions":
-            _check_vector(op, name, t, dtype, rows, logits)
+    _check_fused_vectors(op, logits, output, temperature, top_k, top_p, min_p, seeds, positions)
 
 
 def scaled_logits(logits: torch.Tensor, temperature: torch.Tensor) -> torch.Tensor:
