@@ -335,7 +335,7 @@ def test_wrapper_paths(device):
 @pytest.mark.parametrize("bad, error, message", [
     (dict(logits=torch.zeros(2, 5, dtype=torch.int32)), TypeError, "logits must be float16"),
     (dict(logits=torch.zeros(10)), RuntimeError, "logits must be 2-D"),
-    (dict(temperature=torch.ones(3)), ValueError, "temperature must have one value per row"),
+    (dict(temperature=torch.ones(3)), ValueError, "temperature must have one value per row of logits"),
     (dict(top_k=torch.ones(2, 1)), ValueError, "top_k must be a number or a 1-D tensor"),
     (dict(seeds=torch.ones(2)), ValueError, "seeds must be an integer tensor"),
     (dict(positions=[1, 2]), ValueError, "positions must be a 1-D integer tensor"),

@@ -73,27 +73,28 @@ def _as_float32_matrix(name: str, t: torch.Tensor) -> torch.Tensor:
 
 
 def _row_param(
-    name: str, value: Param, probs: torch.Tensor, dtype: torch.dtype
+    name: str, value: Param, probs: torch.Tensor, dtype: torch.dtype, of: str = "probs"
 ) -> tuple[Optional[torch.Tensor], Param]:
     """A scalar-or-tensor parameter as the ops take it: (per-row array, scalar fallback).
 
-    The same shape conditions as FlashInfer 0.5.3's wrappers, raised as ValueError.
+    The same shape conditions as FlashInfer 0.5.3's wrappers, raised as ValueError; `of`
+    names the matrix whose rows the values follow.
     """
     if not isinstance(value, torch.Tensor):
         return None, value
     if value.dim() != 1:
         raise ValueError(
-            f"{name} must be a number or a 1-D tensor with one value per row of probs, "
+            f"{name} must be a number or a 1-D tensor with one value per row of {of}, "
             f"got a {value.dim()}-D tensor of shape {list(value.shape)}"
         )
     if value.size(0) != probs.size(0):
         raise ValueError(
-            f"{name} must have one value per row of probs ({probs.size(0)} rows), "
+            f"{name} must have one value per row of {of} ({probs.size(0)} rows), "
             f"got {value.size(0)} values"
         )
     if value.device != probs.device:
         raise ValueError(
-            f"{name} must be on the same device as probs ({probs.device}), got {value.device}"
+            f"{name} must be on the same device as {of} ({probs.device}), got {value.device}"
         )
     if dtype == torch.int32 and value.dtype != torch.int32:
         if value.is_floating_point():
@@ -505,11 +506,13 @@ top_p_renorm_prob = top_p_renorm_probs
 _SEED_LOW, _SEED_HIGH = -(2**63), 2**63 - 1
 
 
-def _fused_row_param(name: str, value: Param, probs: torch.Tensor, dtype: torch.dtype):
+def _fused_row_param(
+    name: str, value: Param, probs: torch.Tensor, dtype: torch.dtype, of: str = "probs"
+):
     """A scalar or per-row tensor as the fused op's per-row array (any value is defined)."""
     if isinstance(value, bool) or not isinstance(value, (torch.Tensor, int, float)):
         raise ValueError(
-            f"{name} must be a number or a 1-D tensor with one value per row of probs, "
+            f"{name} must be a number or a 1-D tensor with one value per row of {of}, "
             f"got {type(value).__name__}"
         )
     if not isinstance(value, torch.Tensor):
@@ -519,33 +522,35 @@ def _fused_row_param(name: str, value: Param, probs: torch.Tensor, dtype: torch.
             # Saturate: k <= 0 already cuts everything, k >= vocab nothing.
             value = int(max(_INT32_MIN, min(_INT32_MAX, value)))
         return torch.full((probs.size(0),), value, dtype=dtype, device=probs.device)
-    arr, _ = _row_param(name, value, probs, dtype)
+    arr, _ = _row_param(name, value, probs, dtype, of)
     return arr
 
 
-def _fused_int64_rows(name: str, value: Optional[torch.Tensor], probs: torch.Tensor):
+def _fused_int64_rows(
+    name: str, value: Optional[torch.Tensor], probs: torch.Tensor, of: str = "probs"
+):
     if not isinstance(value, torch.Tensor):
         raise ValueError(f"{name} must be a 1-D integer tensor, got {type(value).__name__}")
     if value.is_floating_point() or value.is_complex() or value.dtype == torch.bool:
         raise ValueError(f"{name} must be an integer tensor, got {_dtype_name(value.dtype)}")
-    arr, _ = _row_param(name, value, probs, torch.int64)
+    arr, _ = _row_param(name, value, probs, torch.int64, of)
     return arr
 
 
-def _fused_filters(top_k: Param, top_p: Param, min_p: Param, x: torch.Tensor):
+def _fused_filters(top_k: Param, top_p: Param, min_p: Param, x: torch.Tensor, of: str):
     """The fused ops' per-row (int32 k, float32 p, float32 min_p) arrays for x's rows."""
     return (
-        _fused_row_param("top_k", top_k, x, torch.int32),
-        _fused_row_param("top_p", top_p, x, torch.float32),
-        _fused_row_param("min_p", min_p, x, torch.float32),
+        _fused_row_param("top_k", top_k, x, torch.int32, of),
+        _fused_row_param("top_p", top_p, x, torch.float32, of),
+        _fused_row_param("min_p", min_p, x, torch.float32, of),
     )
 
 
-def _fused_seeds(seeds: Optional[torch.Tensor], generator, x: torch.Tensor) -> torch.Tensor:
+def _fused_seeds(seeds: Optional[torch.Tensor], generator, x: torch.Tensor, of: str):
     """int64 seeds for x's rows: the given ones, or drawn on x's device from `generator`
     (no host sync, so a call can be captured in a graph)."""
     if seeds is not None:
-        return _fused_int64_rows("seeds", seeds, x)
+        return _fused_int64_rows("seeds", seeds, x, of)
     return torch.randint(
         _SEED_LOW, _SEED_HIGH, (x.size(0),), dtype=torch.int64, device=x.device,
         generator=generator,
@@ -600,8 +605,8 @@ def top_k_top_p_min_p_sampling_from_probs(
     tensor([3], dtype=torch.int32)
     """
     probs = _as_float32_matrix("probs", probs)
-    k, p, m = _fused_filters(top_k, top_p, min_p, probs)
-    seeds = _fused_seeds(seeds, generator, probs)
+    k, p, m = _fused_filters(top_k, top_p, min_p, probs, "probs")
+    seeds = _fused_seeds(seeds, generator, probs, "probs")
     rows = probs.size(0)
     if positions is None:
         positions = torch.zeros(rows, dtype=torch.int64, device=probs.device)
@@ -682,11 +687,11 @@ def top_k_top_p_min_p_sampling_from_logits(
         )
     if logits.dim() != 2:
         raise RuntimeError(f"logits must be 2-D (batch, vocab), got shape {list(logits.shape)}")
-    t = _fused_row_param("temperature", temperature, logits, torch.float32)
-    k, p, m = _fused_filters(top_k, top_p, min_p, logits)
-    seeds = _fused_seeds(seeds, generator, logits)
+    t = _fused_row_param("temperature", temperature, logits, torch.float32, "logits")
+    k, p, m = _fused_filters(top_k, top_p, min_p, logits, "logits")
+    seeds = _fused_seeds(seeds, generator, logits, "logits")
     if positions is not None:
-        positions = _fused_int64_rows("positions", positions, logits)
+        positions = _fused_int64_rows("positions", positions, logits, "logits")
     out = torch.empty(logits.size(0), dtype=torch.int32, device=logits.device)
     _ops.top_k_top_p_min_p_sampling_from_logits.default(logits, out, t, k, p, m, seeds, positions)
     return out
