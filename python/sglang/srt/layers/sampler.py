@@ -153,9 +153,8 @@ class Sampler(nn.Module):
                 f"{KERNELS_UNAVAILABLE_REASON}"
             )
         scaled = scaled_logits(logits, info)
-        greedy = torch.argmax(scaled, dim=-1)  # the first maximum: ties to the lower id
         if info.is_all_greedy:
-            return greedy.to(torch.int32)
+            return torch.argmax(scaled, dim=-1).to(torch.int32)  # ties to the lower id
         weights = torch.exp(scaled - scaled.amax(dim=-1, keepdim=True))
         next_ids = top_k_top_p_min_p_sampling_from_probs_torch(
             weights,
@@ -166,8 +165,8 @@ class Sampler(nn.Module):
             seeds,
             positions,
         )
-        if info.has_greedy:
-            next_ids = torch.where(info.top_ks == 1, greedy, next_ids)
+        if info.has_greedy:  # the first maximum: ties to the lower id
+            next_ids = torch.where(info.top_ks == 1, torch.argmax(scaled, dim=-1), next_ids)
         return next_ids.to(torch.int32)
 
     @staticmethod
