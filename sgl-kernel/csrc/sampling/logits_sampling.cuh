@@ -8,29 +8,34 @@
 //   other rows: the tokens of the fused op's definition (seeded_sampling.cuh) over w, drawn
 //     by Gumbel-max with the key (s_i - M) - log(E_i), E_i = -log(u_i) of the seeded uniform.
 //
-// The launches, with G blocks per row (G = 1 when the batch fills the GPU):
-//   1. RowMaxKernel, (row, chunk) blocks: the chunk's largest (s, id), packed so that one
-//      integer max gives M and the argmax; zeroes the row's workspace.
-//   2. RowHistogramKernel, (row, chunk) blocks: rows that only cut by min-p (or not at all)
-//      draw here: the best key among their kept tokens (w >= min-p's threshold) of the
-//      chunk, merged by an integer max. Rows that cut by top-k or top-p add a 2048-bin
-//      histogram of w's bits (counts and exact mantissa sums, 32-bit integer atomics) to
-//      the row's workspace.
-//   3. RowSelectKernel, one block per row: greedy and single-threshold rows read their
-//      answer; the others find the cut on the level-0 histogram (no row read). When every
-//      token at or above the boundary bin fits in shared memory (kBuffer; top-k rows and
-//      top-p on peaked rows), one row pass collects them and the deeper levels (7/6/6
-//      bits), the tie rule and the draw read only those. Otherwise each level reads the
-//      row until its tokens fit, and the row's draw is left to launch 4.
-//   4. RowDrawKernel, (row, chunk) blocks: the draw of the rows launch 3 left (flat top-p
-//      rows: many kept tokens), the row's last block to finish writing the token.
+// The launches, (row, chunk) blocks, G chunks per row (G = 1 when the batch fills the GPU):
+//   1. RowMaxKernel: the chunk's largest (s, id), packed so that one integer max gives M
+//      and the argmax; zeroes the row's workspace.
+//   2. RowHistogramKernel: rows that only cut by min-p (or not at all) draw here: the best
+//      key among their kept tokens (w >= min-p's threshold) of the chunk, merged by an
+//      integer max. Rows that cut by top-k or top-p add a 2048-bin histogram of w's bits
+//      (counts and exact mantissa sums, 32-bit integer atomics) to the row's workspace;
+//      the row's last block to do so chooses the level-0 bin (no row read).
+//   3. RowSelectKernel (G blocks per row at small batch, else 1; logits_select_chunks):
+//      greedy and single-threshold rows write their answer. When every token at or above
+//      the boundary bin fits the row's candidate list (kRowCandidates; top-k rows and
+//      top-p on peaked rows), each block collects its chunk's, and the row's last block
+//      does the deeper levels (7/6/6 bits), the tie rule and the draw from them in shared
+//      memory. Otherwise the last block reads the row level by level until the boundary's
+//      tokens fit its buffer, and leaves the draw to launch 4.
+//   4. RowDrawKernel: the draw of the rows launch 3 left (flat top-p rows: many kept
+//      tokens), the row's last block to finish writing the token.
+//
+// "The row's last block" is found with a counter in the workspace, never by waiting: the
+// block that brings the counter to G reads what the others wrote before counting.
 //
 // Every draw skips the logs of a token whose key cannot reach its thread's best so far
 // (GumbelMax: a bound of the Gumbel variable from the hash's bits).
 //
 // Split-invariant and batch-invariant by construction: everything combined across threads
 // and blocks is a max or an integer sum (order-free), and the bin masses are summed in a
-// fixed order in one block; so neither G, the row's strides and alignment, nor its batch
+// fixed order in one block (the candidate list's order varies, but nothing read from it
+// depends on order); so neither G, the row's strides and alignment, nor its batch
 // slot can change a token. No waits between blocks (launch order only), no inline PTX, no
 // shuffles of our own, no cuda:: functors: ports to MUSA as the fused probs kernel does.
 #pragma once
@@ -49,6 +54,10 @@ constexpr uint32_t kMinChunk = 4096;       // tokens per (row, chunk) block at l
 constexpr uint32_t kBins0 = 2048;          // level 0: bits 29..19 of w (w <= 1: bit 30 is 0)
 constexpr uint32_t kShift0 = 19;
 constexpr uint32_t kBuffer = 4096;  // boundary-bin tokens kept in shared memory in launch 3
+// Launch 3's candidates (id, s - M) per row, in the 24 KB the level-0 histogram used.
+constexpr uint32_t kRowCandidates = 3 * kBins0 * sizeof(uint32_t) / 8;
+static_assert(kRowCandidates <= kBuffer, "launch 3's last block copies every candidate to shared");
+constexpr uint32_t kTieList = 2048;  // a tie run this short is ranked in shared memory
 constexpr int kLogitsLevels = 4;    // 11, 7, 6, 6 bits
 static_assert(kSelectThreads * 2 >= kBins0, "launch 3: each thread owns two level-0 bins");
 static_assert(kSelectThreads >= 128, "launch 3: each thread owns one bin of a deeper level");
@@ -60,15 +69,28 @@ __device__ __forceinline__ uint32_t logits_level_bins(int level) {
   return level == 0 ? kBins0 : level == 1 ? 128u : 64u;
 }
 
-// Per-row workspace of launches 1-3 (global memory, zeroed by launch 1).
+// Per-row workspace of launches 1-4 (global memory, zeroed by launch 1).
 struct RowWork {
-  uint32_t count[kBins0];
-  uint32_t mass_high[kBins0];  // sums of the 12-bit halves of 24-bit mantissas
-  uint32_t mass_low[kBins0];
+  union {
+    struct {
+      uint32_t count[kBins0];
+      uint32_t mass_high[kBins0];  // sums of the 12-bit halves of 24-bit mantissas
+      uint32_t mass_low[kBins0];
+    } hist;  // launch 2: level 0 of the row
+    struct {
+      uint32_t id[kRowCandidates];
+      float d[kRowCandidates];  // s - M
+    } candidates;  // launch 3: every token at or above level 0's bin, when they fit
+  } u;
   unsigned long long row_best;  // the best kept token so far (launches 2 and 4)
+  // Level 0's choice, by launch 2's last block of the row (chosen_bin kNone: nothing kept).
+  double above_mass, bin_mass, limit;
+  uint32_t chosen_bin, above_count, bin_count;
+  uint32_t candidates_taken;  // launch 3's slots in u.candidates
   // Set by launch 3 for a row whose kept tokens did not fit its buffer: launch 4 draws.
   uint32_t needs_draw, threshold, tie_key, tie_cut;
-  uint32_t chunks_done;  // launch 4's blocks of this row that have finished
+  // Blocks of the row that have finished launch 2, 3 and 4 (the last one of each goes on).
+  uint32_t hist_done, collect_done, chunks_done;
 };
 
 // A float's bits mapped so that unsigned order is float order (negatives below positives;
@@ -247,6 +269,8 @@ struct LogitsArgs {
   uint32_t vocab;
   uint32_t chunks;              // G
   uint32_t chunk;               // tokens per chunk, a multiple of 16
+  uint32_t select_chunks;       // launch 3's blocks per row: G or 1 (logits_select_chunks)
+  uint32_t select_chunk;        // its tokens per block
   unsigned long long* row_max;  // [rows, G] packed (s, id)
   RowWork* work;                // [rows]
 };
@@ -308,115 +332,25 @@ __device__ __forceinline__ unsigned long long row_max_of(const LogitsArgs<T>& a,
   return *shared_slot;
 }
 
-// Launch 2.
-template <typename T>
-__global__ void __launch_bounds__(kChunkThreads) RowHistogramKernel(LogitsArgs<T> a) {
-  const uint32_t row = blockIdx.x, chunk = blockIdx.y;
-  const RowPlan plan = plan_of(a, row);
-  if (plan.greedy) return;
-  __shared__ uint32_t count[kBins0], mass_high[kBins0], mass_low[kBins0];
-  __shared__ unsigned long long max_slot;
-  __shared__ typename cub::BlockReduce<unsigned long long, kChunkThreads>::TempStorage reduce;
-  const float m =
-      from_ordered_bits(static_cast<uint32_t>(row_max_of<kChunkThreads>(a, row, &max_slot) >> 32));
-  const uint64_t base = gumbel_base(a, row);
-  const uint32_t begin = chunk * a.chunk, end = min(begin + a.chunk, a.vocab);
-  const T* logits = a.logits + row * a.row_stride;
-  if (!plan.cuts) {
-    // Kept: w >= min-p's threshold (any w > 0 without min-p). Only the best key matters.
-    GumbelMax mine;
-    for_each_logit<kChunkThreads>(logits, a.col_stride, begin, end, [&](uint32_t i, float x) {
-      const float d = scaled_logit(x, plan.inv_temperature) - m;
-      if (weight_key(expf(d)) >= plan.min_key) mine.consider(base, i, d);
-    });
-    const unsigned long long best =
-        cub::BlockReduce<unsigned long long, kChunkThreads>(reduce).Reduce(mine.best, MaxPacked());
-    if (threadIdx.x == 0 && best) atomic_max_packed(&a.work[row].row_best, best);
-    return;
-  }
-  for (uint32_t b = threadIdx.x; b < kBins0; b += kChunkThreads) {
-    count[b] = mass_high[b] = mass_low[b] = 0;
-  }
-  __syncthreads();
-  for_each_logit<kChunkThreads>(logits, a.col_stride, begin, end, [&](uint32_t i, float x) {
-    const float d = scaled_logit(x, plan.inv_temperature) - m;
-    const uint32_t key = weight_key(expf(d));
-    if (key == 0) return;  // weight 0: never kept
-    const uint32_t b = key >> kShift0;
-    const uint32_t mantissa = (key & 0x7FFFFFu) | ((key >> 23) ? 0x800000u : 0u);
-    atomicAdd(&count[b], 1u);
-    atomicAdd(&mass_high[b], mantissa >> 12);
-    atomicAdd(&mass_low[b], mantissa & 0xFFFu);
-  });
-  __syncthreads();
-  RowWork& w = a.work[row];
-  for (uint32_t b = threadIdx.x; b < kBins0; b += kChunkThreads) {
-    if (count[b] == 0) continue;
-    atomicAdd(&w.count[b], count[b]);
-    atomicAdd(&w.mass_high[b], mass_high[b]);
-    atomicAdd(&w.mass_low[b], mass_low[b]);
-  }
-}
-
-struct SelectShared {
-  union {
-    struct {
-      uint32_t count[128];
-      uint32_t mass_high[128];
-      uint32_t mass_low[128];
-    } hist;  // a deeper level's bins
-    struct {
-      uint32_t count[kSelectThreads];
-      double mass[kSelectThreads];
-    } scan;
-  } work;
-  uint32_t buffer_id[kBuffer];
-  float buffer_d[kBuffer];  // s - M of the buffered token
-  typename cub::BlockReduce<unsigned long long, kSelectThreads>::TempStorage reduce;
-  unsigned long long packed;
-  uint32_t buffered;  // tokens in the buffer
-  uint32_t chosen_bin;
-  uint32_t above_count, bin_count;
-  double above_mass, bin_mass, total;
-  uint32_t tie_cut;
+// One level's bin choice: shared memory for the scan over a block's threads, and the result.
+template <uint32_t BLOCK>
+struct BinScan {
+  uint32_t count[BLOCK];
+  double mass[BLOCK];
 };
-
-// Exclusive prefix sums over threads of (count, mass) in a fixed order (Hillis-Steele);
-// also the total mass. Starts and ends with a barrier.
-__device__ __forceinline__ void scan_bins(SelectShared& s, uint32_t count, double mass,
-                                          uint32_t& count_before, double& mass_before,
-                                          double& total) {
-  const uint32_t tid = threadIdx.x;
-  uint32_t* counts = s.work.scan.count;
-  double* masses = s.work.scan.mass;
-  __syncthreads();
-  counts[tid] = count;
-  masses[tid] = mass;
-  __syncthreads();
-  for (uint32_t offset = 1; offset < kSelectThreads; offset <<= 1) {
-    uint32_t c = 0;
-    double m = 0;
-    if (tid >= offset) {
-      c = counts[tid - offset];
-      m = masses[tid - offset];
-    }
-    __syncthreads();
-    counts[tid] += c;
-    masses[tid] += m;
-    __syncthreads();
-  }
-  count_before = counts[tid] - count;
-  mass_before = tid ? masses[tid - 1] : 0.0;
-  total = masses[kSelectThreads - 1];
-  __syncthreads();
-}
+struct BinChoice {
+  uint32_t bin;  // kNone: no bin qualifies
+  uint32_t above_count, bin_count;
+  double above_mass, bin_mass;
+};
 
 // One level of the search: thread t owns the bins (its `owned` entries, highest first) with
 // (count, mass); picks the lowest bin that keeps its first token (fewer than k above it,
-// at most `limit` mass above it) and records it in shared memory. Returns false when no
-// bin qualifies (nothing is kept).
-template <int OWNED>
-__device__ __forceinline__ bool choose_bin(SelectShared& s, const uint32_t (&bin)[OWNED],
+// at most `limit` mass above it) and records it in `choice`. Returns false when no bin
+// qualifies (nothing is kept). The first level sets `limit` = p * the row's total.
+template <uint32_t BLOCK, int OWNED>
+__device__ __forceinline__ bool choose_bin(BinScan<BLOCK>& scan, BinChoice& choice,
+                                           const uint32_t (&bin)[OWNED],
                                            const uint32_t (&count)[OWNED],
                                            const double (&mass)[OWNED], uint32_t above_count,
                                            double above_mass, const RowPlan& plan, bool cuts_p,
@@ -429,10 +363,11 @@ __device__ __forceinline__ bool choose_bin(SelectShared& s, const uint32_t (&bin
     my_mass += mass[j];
   }
   uint32_t count_before;
-  double mass_before, total;
-  scan_bins(s, my_count, my_mass, count_before, mass_before, total);
+  double mass_before;
+  const double total = block_exclusive_scan<BLOCK>(scan.count, scan.mass, my_count, my_mass,
+                                                   count_before, mass_before);
   if (first_level) limit = static_cast<double>(plan.top_p) * total;  // level 0's total is S
-  if (threadIdx.x == 0) s.chosen_bin = kNone;
+  if (threadIdx.x == 0) choice.bin = kNone;
   __syncthreads();
   uint32_t c = above_count + count_before;
   double m = above_mass + mass_before;
@@ -444,97 +379,226 @@ __device__ __forceinline__ bool choose_bin(SelectShared& s, const uint32_t (&bin
     bin_above_mass[j] = m;
     const bool qualifies = bin[j] != kNone && count[j] > 0 && static_cast<int64_t>(c) < plan.k &&
                            !(cuts_p && m > limit);
-    if (qualifies) atomicMin(&s.chosen_bin, bin[j]);
+    if (qualifies) atomicMin(&choice.bin, bin[j]);
     c += count[j];
     m += mass[j];
   }
   __syncthreads();
-  const uint32_t chosen = s.chosen_bin;
+  const uint32_t chosen = choice.bin;
   if (chosen == kNone) return false;
 #pragma unroll
   for (int j = 0; j < OWNED; ++j) {
     if (bin[j] == chosen) {
-      s.above_count = bin_above_count[j];
-      s.above_mass = bin_above_mass[j];
-      s.bin_count = count[j];
-      s.bin_mass = mass[j];
+      choice.above_count = bin_above_count[j];
+      choice.above_mass = bin_above_mass[j];
+      choice.bin_count = count[j];
+      choice.bin_mass = mass[j];
     }
   }
   __syncthreads();
   return true;
 }
 
-// Launch 3.
+// Launch 2. The row's last block to add its histogram chooses level 0's bin.
+template <typename T>
+__global__ void __launch_bounds__(kChunkThreads) RowHistogramKernel(LogitsArgs<T> a) {
+  const uint32_t row = blockIdx.x, chunk = blockIdx.y, tid = threadIdx.x;
+  const RowPlan plan = plan_of(a, row);
+  if (plan.greedy) return;
+  __shared__ union {
+    struct {
+      uint32_t count[kBins0], mass_high[kBins0], mass_low[kBins0];
+    } hist;
+    BinScan<kChunkThreads> scan;
+  } sh;
+  __shared__ unsigned long long max_slot;
+  __shared__ typename cub::BlockReduce<unsigned long long, kChunkThreads>::TempStorage reduce;
+  __shared__ BinChoice choice;
+  __shared__ bool last;
+  const float m =
+      from_ordered_bits(static_cast<uint32_t>(row_max_of<kChunkThreads>(a, row, &max_slot) >> 32));
+  const uint32_t begin = chunk * a.chunk, end = min(begin + a.chunk, a.vocab);
+  const T* logits = a.logits + row * a.row_stride;
+  RowWork& w = a.work[row];
+  if (!plan.cuts) {
+    // Kept: w >= min-p's threshold (any w > 0 without min-p). Only the best key matters.
+    const uint64_t base = gumbel_base(a, row);
+    GumbelMax mine;
+    for_each_logit<kChunkThreads>(logits, a.col_stride, begin, end, [&](uint32_t i, float x) {
+      const float d = scaled_logit(x, plan.inv_temperature) - m;
+      if (weight_key(expf(d)) >= plan.min_key) mine.consider(base, i, d);
+    });
+    const unsigned long long best =
+        cub::BlockReduce<unsigned long long, kChunkThreads>(reduce).Reduce(mine.best, MaxPacked());
+    if (tid == 0 && best) atomic_max_packed(&w.row_best, best);
+    return;
+  }
+  for (uint32_t b = tid; b < kBins0; b += kChunkThreads) {
+    sh.hist.count[b] = sh.hist.mass_high[b] = sh.hist.mass_low[b] = 0;
+  }
+  __syncthreads();
+  for_each_logit<kChunkThreads>(logits, a.col_stride, begin, end, [&](uint32_t i, float x) {
+    const float d = scaled_logit(x, plan.inv_temperature) - m;
+    const uint32_t key = weight_key(expf(d));
+    if (key == 0) return;  // weight 0: never kept
+    const uint32_t b = key >> kShift0;
+    const uint32_t mantissa = (key & 0x7FFFFFu) | ((key >> 23) ? 0x800000u : 0u);
+    atomicAdd(&sh.hist.count[b], 1u);
+    atomicAdd(&sh.hist.mass_high[b], mantissa >> 12);
+    atomicAdd(&sh.hist.mass_low[b], mantissa & 0xFFFu);
+  });
+  __syncthreads();
+  for (uint32_t b = tid; b < kBins0; b += kChunkThreads) {
+    if (sh.hist.count[b] == 0) continue;
+    atomicAdd(&w.u.hist.count[b], sh.hist.count[b]);
+    atomicAdd(&w.u.hist.mass_high[b], sh.hist.mass_high[b]);
+    atomicAdd(&w.u.hist.mass_low[b], sh.hist.mass_low[b]);
+  }
+  // The last block of the row to get here sees every block's sums (a counter, no waiting).
+  __threadfence();
+  __syncthreads();
+  if (tid == 0) last = atomicAdd(&w.hist_done, 1u) == a.chunks - 1;
+  __syncthreads();
+  if (!last) return;
+  __threadfence();
+  // Level 0 (bits 29..19 of w): thread t owns bins 2047 - 4t down to 2044 - 4t.
+  constexpr int kOwned = kBins0 / kChunkThreads;
+  static_assert(kOwned * kChunkThreads == kBins0, "launch 2: the threads own every bin");
+  const volatile RowWork& sums = w;  // other blocks' atomics: read from L2, not a stale line
+  uint32_t bin[kOwned], count[kOwned];
+  double mass[kOwned];
+#pragma unroll
+  for (int j = 0; j < kOwned; ++j) {
+    bin[j] = kBins0 - 1 - (kOwned * tid + j);
+    count[j] = sums.u.hist.count[bin[j]];
+    mass[j] = (4096.0 * sums.u.hist.mass_high[bin[j]] + sums.u.hist.mass_low[bin[j]]) *
+              mantissa_unit(bin[j] >> (23 - kShift0));
+  }
+  double limit = 0;
+  const bool kept = choose_bin<kChunkThreads, kOwned>(sh.scan, choice, bin, count, mass, 0, 0.0,
+                                                      plan, plan.top_p < 1.f, true, limit);
+  if (tid == 0) {
+    w.chosen_bin = kept ? choice.bin : kNone;
+    w.above_count = choice.above_count;
+    w.bin_count = choice.bin_count;
+    w.above_mass = choice.above_mass;
+    w.bin_mass = choice.bin_mass;
+    w.limit = limit;
+  }
+}
+
+struct SelectShared {
+  union {
+    struct {
+      uint32_t count[128];
+      uint32_t mass_high[128];
+      uint32_t mass_low[128];
+    } hist;  // a deeper level's bins
+    BinScan<kSelectThreads> scan;
+    uint32_t tie_ids[kTieList];  // the boundary value's run, when it is this short
+  } work;
+  uint32_t buffer_id[kBuffer];
+  float buffer_d[kBuffer];  // s - M of the buffered token
+  typename cub::BlockReduce<unsigned long long, kSelectThreads>::TempStorage reduce;
+  unsigned long long packed;
+  BinChoice choice;
+  uint32_t buffered;  // tokens in the buffer
+  uint32_t tie_count, tie_cut;
+  bool last;  // this block is the row's last to finish collecting
+};
+
+// Launch 3, (row, chunk) blocks. Greedy rows and rows without a cut write their token.
+// Rows with a cut whose tokens at or above level 0's bin fit kRowCandidates: each block
+// collects its chunk's into the row's candidate list; the row's last block to finish
+// (a counter, no waiting) copies them to shared memory and does the deeper levels, the tie
+// and the draw without reading the row. Other cut rows: the last block reads the row level
+// by level until the boundary's tokens fit its buffer, and launch 4 draws.
 template <typename T>
 __global__ void __launch_bounds__(kSelectThreads) RowSelectKernel(LogitsArgs<T> a) {
   __shared__ SelectShared s;
-  const uint32_t row = blockIdx.x, tid = threadIdx.x;
+  const uint32_t row = blockIdx.x, chunk = blockIdx.y, tid = threadIdx.x;
   const RowPlan plan = plan_of(a, row);
-  const unsigned long long top = row_max_of<kSelectThreads>(a, row, &s.packed);
+  RowWork& w = a.work[row];
   if (plan.greedy) {
+    if (chunk != 0) return;
+    const unsigned long long top = row_max_of<kSelectThreads>(a, row, &s.packed);
     // top_k == 1 keeps the argmax unless top-p < 0 or min-p > 1 cut it.
     const bool kept =
         !(a.temperature[row] > 0.f) || (!(plan.top_p < 0.f) && plan.min_key <= 0x3F800000u);
     if (tid == 0) a.output[row] = kept ? static_cast<int32_t>(packed_id(top)) : 0;
     return;
   }
-  RowWork& w = a.work[row];
   if (!plan.cuts) {
-    if (tid == 0) a.output[row] = w.row_best ? static_cast<int32_t>(packed_id(w.row_best)) : 0;
+    if (chunk == 0 && tid == 0) {
+      a.output[row] = w.row_best ? static_cast<int32_t>(packed_id(w.row_best)) : 0;
+    }
     return;
   }
+  const uint32_t lowest = w.chosen_bin;
+  if (lowest == kNone) {  // level 0 kept nothing (k <= 0 or p < 0)
+    if (chunk == 0 && tid == 0) a.output[row] = 0;
+    return;
+  }
+  const unsigned long long top = row_max_of<kSelectThreads>(a, row, &s.packed);
   const float m = from_ordered_bits(static_cast<uint32_t>(top >> 32));
   const T* logits = a.logits + row * a.row_stride;
   const bool cuts_k = plan.k < static_cast<int64_t>(a.vocab);
   const bool cuts_p = plan.top_p < 1.f;
+  // Every token at or above the boundary bin, when they fit (top-k, and top-p on peaked
+  // rows): launch 2 counted them exactly, so the slots never run out (checked anyway).
+  const bool all_buffered = w.above_count + w.bin_count <= kRowCandidates;
+  if (all_buffered) {
+    const uint32_t begin = chunk * a.select_chunk, end = min(begin + a.select_chunk, a.vocab);
+    for_each_logit<kSelectThreads>(logits, a.col_stride, begin, end, [&](uint32_t i, float x) {
+      const float d = scaled_logit(x, plan.inv_temperature) - m;
+      const uint32_t key = weight_key(expf(d));
+      if (key != 0 && (key >> kShift0) >= lowest) {
+        const uint32_t slot = atomicAdd(&w.candidates_taken, 1u);
+        if (slot < kRowCandidates) {
+          w.u.candidates.id[slot] = i;
+          w.u.candidates.d[slot] = d;
+        }
+      }
+    });
+  }
+  __threadfence();
+  __syncthreads();
+  if (tid == 0) s.last = atomicAdd(&w.collect_done, 1u) == a.select_chunks - 1;
+  __syncthreads();
+  if (!s.last) return;
+  __threadfence();
 
-  // Level 0 from the workspace: thread t owns bins 2047 - 2t and 2046 - 2t.
-  double limit = 0;
+  // The row's last block: level 0's choice from launch 2, the candidates from this launch.
+  double limit = w.limit;
   uint32_t prefix = 0, above_count = 0;
   double above_mass = 0;
   bool nothing_kept = false;
   uint32_t threshold = 0, tie_key = kNone, tie_keep = 0;
-  {
-    uint32_t bin[2], count[2];
-    double mass[2];
-#pragma unroll
-    for (int j = 0; j < 2; ++j) {
-      bin[j] = kBins0 - 1 - (2 * tid + j);
-      count[j] = w.count[bin[j]];
-      mass[j] = (4096.0 * w.mass_high[bin[j]] + w.mass_low[bin[j]]) *
-                mantissa_unit(bin[j] >> (23 - kShift0));
-    }
-    nothing_kept = !choose_bin<2>(s, bin, count, mass, 0, 0.0, plan, cuts_p, true, limit);
+  if (tid == 0) {
+    s.choice = BinChoice{lowest, w.above_count, w.bin_count, w.above_mass, w.bin_mass};
+    s.buffered = 0;
   }
-  // Every token at or above the boundary bin, kept in shared memory when they fit (top-k,
-  // and top-p on peaked rows): the deeper levels, the tie and the draw then read no row.
-  const bool all_buffered = !nothing_kept && s.above_count + s.bin_count <= kBuffer;
   if (all_buffered) {
-    const uint32_t lowest = s.chosen_bin;
-    if (tid == 0) s.buffered = 0;
-    __syncthreads();
-    for_each_logit<kSelectThreads>(logits, a.col_stride, 0u, a.vocab, [&](uint32_t i, float x) {
-      const float d = scaled_logit(x, plan.inv_temperature) - m;
-      const uint32_t key = weight_key(expf(d));
-      if (key != 0 && (key >> kShift0) >= lowest) {
-        const uint32_t slot = atomicAdd(&s.buffered, 1u);
-        s.buffer_id[slot] = i;
-        s.buffer_d[slot] = d;
-      }
-    });
-    __syncthreads();
+    const volatile RowWork& list = w;  // other blocks' writes: read from L2
+    const uint32_t n = min(list.candidates_taken, kRowCandidates);
+    for (uint32_t c = tid; c < n; c += kSelectThreads) {
+      s.buffer_id[c] = list.u.candidates.id[c];
+      s.buffer_d[c] = list.u.candidates.d[c];
+    }
+    if (tid == 0) s.buffered = n;
   }
+  __syncthreads();
   // Deeper levels inside the boundary bin, from the buffer, or from the row until the
   // current prefix's tokens fit in the buffer (collected by the first row pass that can).
   bool buffered = all_buffered;
   for (int level = 0; !nothing_kept; ++level) {
     const uint32_t shift = logits_level_shift(level);
-    prefix |= s.chosen_bin << shift;
-    above_count = s.above_count;
-    above_mass = s.above_mass;
-    const uint32_t bin_count = s.bin_count;
+    prefix |= s.choice.bin << shift;
+    above_count = s.choice.above_count;
+    above_mass = s.choice.above_mass;
+    const uint32_t bin_count = s.choice.bin_count;
     const bool whole_by_k = !cuts_k || static_cast<int64_t>(above_count) + bin_count <= plan.k;
-    const bool whole_by_p = !cuts_p || !(above_mass + s.bin_mass > limit);
+    const bool whole_by_p = !cuts_p || !(above_mass + s.choice.bin_mass > limit);
     if (whole_by_k && whole_by_p) {
       threshold = prefix;
       break;
@@ -598,7 +662,8 @@ __global__ void __launch_bounds__(kSelectThreads) RowSelectKernel(LogitsArgs<T> 
                 mantissa_unit(prefix >> 23);
     }
     nothing_kept =
-        !choose_bin<1>(s, bin, count, mass, above_count, above_mass, plan, cuts_p, false, limit);
+        !choose_bin<kSelectThreads, 1>(s.work.scan, s.choice, bin, count, mass, above_count,
+                                       above_mass, plan, cuts_p, false, limit);
   }
   // An empty kept set happens only at level 0 (k <= 0, p < 0): the deeper levels always
   // find the boundary bin's first token kept.
@@ -613,22 +678,39 @@ __global__ void __launch_bounds__(kSelectThreads) RowSelectKernel(LogitsArgs<T> 
                         plan.inv_temperature) -
            m;
   };
-  // Tie: the tie_keep-th lowest id of the run key == tie_key (from the buffer, which holds
-  // the whole run, or from the row: each thread counts the run in its own slice and one
-  // scan finds the slice).
+  // Tie: the tie_keep-th lowest id of the run key == tie_key. The run's ids are gathered
+  // (from the buffer, which holds the whole run, or in one coalesced row pass) and ranked
+  // in shared memory; a run longer than kTieList (rows of equal logits) is found instead
+  // by counting the run in each thread's slice of the row and one scan over the slices.
   uint32_t tie_cut = kNone;
   if (!nothing_kept && tie_key != kNone) {
-    if (tid == 0) s.tie_cut = kNone;
+    if (tid == 0) {
+      s.tie_cut = kNone;
+      s.tie_count = 0;
+    }
     __syncthreads();
+    auto gather = [&](uint32_t id, float d) {
+      if (weight_key(expf(d)) != tie_key) return;
+      const uint32_t slot = atomicAdd(&s.tie_count, 1u);
+      if (slot < kTieList) s.work.tie_ids[slot] = id;
+    };
     if (buffered) {
-      const uint32_t n = s.buffered;
-      for (uint32_t c = tid; c < n; c += kSelectThreads) {
-        if (weight_key(expf(s.buffer_d[c])) != tie_key) continue;
+      for (uint32_t c = tid; c < s.buffered; c += kSelectThreads) {
+        gather(s.buffer_id[c], s.buffer_d[c]);
+      }
+    } else {
+      for_each_logit<kSelectThreads>(logits, a.col_stride, 0u, a.vocab, [&](uint32_t i, float x) {
+        gather(i, scaled_logit(x, plan.inv_temperature) - m);
+      });
+    }
+    __syncthreads();
+    const uint32_t run = s.tie_count;
+    if (run <= kTieList) {
+      for (uint32_t c = tid; c < run; c += kSelectThreads) {
+        const uint32_t id = s.work.tie_ids[c];
         uint32_t smaller = 0;
-        for (uint32_t o = 0; o < n; ++o) {
-          smaller += s.buffer_id[o] < s.buffer_id[c] && weight_key(expf(s.buffer_d[o])) == tie_key;
-        }
-        if (smaller + 1 == tie_keep) s.tie_cut = s.buffer_id[c];
+        for (uint32_t o = 0; o < run; ++o) smaller += s.work.tie_ids[o] < id;
+        if (smaller + 1 == tie_keep) s.tie_cut = id;
       }
     } else {
       const uint32_t slice = (a.vocab + kSelectThreads - 1) / kSelectThreads;
@@ -636,8 +718,9 @@ __global__ void __launch_bounds__(kSelectThreads) RowSelectKernel(LogitsArgs<T> 
       uint32_t mine = 0;
       for (uint32_t i = begin; i < end; ++i) mine += weight_key(expf(entry(i))) == tie_key;
       uint32_t before;
-      double unused_mass, unused_total;
-      scan_bins(s, mine, 0.0, before, unused_mass, unused_total);
+      double unused_mass;
+      block_exclusive_scan<kSelectThreads>(s.work.scan.count, s.work.scan.mass, mine, 0.0, before,
+                                           unused_mass);
       if (before < tie_keep && tie_keep <= before + mine) {
         uint32_t seen = before;
         for (uint32_t i = begin; i < end; ++i) {
@@ -729,6 +812,14 @@ inline uint32_t logits_chunks(uint32_t rows, uint32_t vocab, int multiprocessors
   return g > 0 ? g : 1;
 }
 
+// Whether launch 3 collects a row's candidates with all G blocks (returns G) or one (1):
+// split only while the batch leaves three quarters of the multiprocessors without a row.
+// On the H200 the split halves launch 3 for top-k rows at batch 1 to 8 and costs 5-10%
+// at 64 and 256 (its last-block handoff and the G-fold blocks). Changes no token.
+inline uint32_t logits_select_chunks(uint32_t rows, uint32_t chunks, int multiprocessors) {
+  return static_cast<uint64_t>(rows) * 4 <= static_cast<uint64_t>(multiprocessors) ? chunks : 1;
+}
+
 // Workspace bytes for `rows` rows split into `chunks`.
 inline size_t logits_workspace_bytes(uint32_t rows, uint32_t chunks) {
   return static_cast<size_t>(rows) * (sizeof(RowWork) + chunks * sizeof(unsigned long long));
@@ -747,7 +838,9 @@ cudaError_t TopKTopPMinPSamplingFromLogits(LogitsArgs<T> a, uint32_t rows, void*
   const dim3 split(rows, a.chunks);
   RowMaxKernel<T><<<split, kChunkThreads, 0, stream>>>(a);
   RowHistogramKernel<T><<<split, kChunkThreads, 0, stream>>>(a);
-  RowSelectKernel<T><<<rows, kSelectThreads, 0, stream>>>(a);
+  a.select_chunks = a.select_chunks > 1 ? a.chunks : 1;
+  a.select_chunk = a.select_chunks == 1 ? a.vocab : a.chunk;
+  RowSelectKernel<T><<<dim3(rows, a.select_chunks), kSelectThreads, 0, stream>>>(a);
   RowDrawKernel<T><<<split, kChunkThreads, 0, stream>>>(a);
   return cudaGetLastError();
 }

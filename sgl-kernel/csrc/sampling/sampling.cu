@@ -492,6 +492,8 @@ void top_k_top_p_min_p_sampling_from_logits(at::Tensor logits, at::Tensor output
       args.positions = positions.has_value() ? positions->data_ptr<int64_t>() : nullptr;
       args.vocab = vocab;
       args.chunks = chunks;
+      args.select_chunks = sgl_sampling::logits_select_chunks(
+          static_cast<uint32_t>(rows), chunks, multiprocessor_count(logits.get_device()));
       return sgl_sampling::TopKTopPMinPSamplingFromLogits<T>(args, static_cast<uint32_t>(rows),
                                                              workspace.data_ptr(), stream);
     };

@@ -175,16 +175,17 @@ struct SeededShared {
   uint32_t tie_cut;  // last kept token id of the boundary value's run
 };
 
-// Exclusive prefix sums over threads of (count, mass), in a fixed order (Hillis-Steele
-// in shared memory; cheaper in registers than cub::BlockScan over a (count, double) pair
-// at 1024 threads). Starts and ends with a barrier.
+// Exclusive prefix sums over a block's threads of (count, mass), in a fixed order
+// (Hillis-Steele in shared `counts` and `masses` of BLOCK entries each; cheaper in
+// registers than cub::BlockScan over a (count, double) pair at 1024 threads). Returns the
+// block's total mass. Starts and ends with a barrier (the arrays may alias a histogram).
 template <uint32_t BLOCK>
-__device__ __forceinline__ void exclusive_scan(SeededShared<BLOCK>& s, uint32_t count, double mass,
-                                               uint32_t& count_before, double& mass_before) {
+__device__ __forceinline__ double block_exclusive_scan(uint32_t* counts, double* masses,
+                                                       uint32_t count, double mass,
+                                                       uint32_t& count_before,
+                                                       double& mass_before) {
   const uint32_t tid = threadIdx.x;
-  uint32_t* counts = s.work.scan.count;
-  double* masses = s.work.scan.mass;
-  __syncthreads();  // the histogram may share this memory
+  __syncthreads();
   counts[tid] = count;
   masses[tid] = mass;
   __syncthreads();
@@ -202,7 +203,16 @@ __device__ __forceinline__ void exclusive_scan(SeededShared<BLOCK>& s, uint32_t 
   }
   count_before = counts[tid] - count;
   mass_before = tid ? masses[tid - 1] : 0.0;  // not inclusive - own: doubles round
+  const double total = masses[BLOCK - 1];
   __syncthreads();
+  return total;
+}
+
+template <uint32_t BLOCK>
+__device__ __forceinline__ void exclusive_scan(SeededShared<BLOCK>& s, uint32_t count, double mass,
+                                               uint32_t& count_before, double& mass_before) {
+  block_exclusive_scan<BLOCK>(s.work.scan.count, s.work.scan.mass, count, mass, count_before,
+                              mass_before);
 }
 
 // What the search found: keep tokens with key >= threshold_key, except that of the run
