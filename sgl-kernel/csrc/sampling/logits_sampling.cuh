@@ -18,11 +18,12 @@
 //      the row's last block to do so chooses the level-0 bin (no row read).
 //   3. RowSelectKernel (G blocks per row at small batch, else 1; logits_select_chunks):
 //      greedy and single-threshold rows write their answer. When every token at or above
-//      the boundary bin fits the row's candidate list (kRowCandidates; top-k rows and
-//      top-p on peaked rows), each block collects its chunk's, and the row's last block
-//      does the deeper levels (7/6/6 bits), the tie rule and the draw from them in shared
-//      memory. Otherwise the last block reads the row level by level until the boundary's
-//      tokens fit its buffer, and leaves the draw to launch 4.
+//      the boundary bin fits the row's candidate list (kRowCandidates; top-k rows), each
+//      block collects its chunk's, and the row's last block does the deeper levels
+//      (7/6/6 bits), the tie rule and the draw from them in shared memory; when only the
+//      bin's own tokens fit (most top-p rows), the same without the draw. Otherwise the
+//      last block reads the row level by level until the boundary's tokens fit its
+//      buffer. Rows it does not draw are left to launch 4.
 //   4. RowDrawKernel: the draw of the rows launch 3 left (flat top-p rows: many kept
 //      tokens), the row's last block to finish writing the token.
 //
@@ -508,11 +509,13 @@ struct SelectShared {
 };
 
 // Launch 3, (row, chunk) blocks. Greedy rows and rows without a cut write their token.
-// Rows with a cut whose tokens at or above level 0's bin fit kRowCandidates: each block
-// collects its chunk's into the row's candidate list; the row's last block to finish
-// (a counter, no waiting) copies them to shared memory and does the deeper levels, the tie
-// and the draw without reading the row. Other cut rows: the last block reads the row level
-// by level until the boundary's tokens fit its buffer, and launch 4 draws.
+// Rows with a cut: each block collects its chunk's tokens at or above level 0's bin into
+// the row's candidate list when they all fit kRowCandidates, else those of the bin alone
+// when they fit; the row's last block to finish (a counter, no waiting) copies them to
+// shared memory and does the deeper levels and the tie without reading the row, and the
+// draw too when it has every token at or above the bin (else launch 4 draws). A row whose
+// boundary bin alone does not fit: the last block reads the row level by level until the
+// boundary's tokens fit its buffer, and launch 4 draws.
 template <typename T>
 __global__ void __launch_bounds__(kSelectThreads) RowSelectKernel(LogitsArgs<T> a) {
   __shared__ SelectShared s;
@@ -544,15 +547,19 @@ __global__ void __launch_bounds__(kSelectThreads) RowSelectKernel(LogitsArgs<T> 
   const T* logits = a.logits + row * a.row_stride;
   const bool cuts_k = plan.k < static_cast<int64_t>(a.vocab);
   const bool cuts_p = plan.top_p < 1.f;
-  // Every token at or above the boundary bin, when they fit (top-k, and top-p on peaked
-  // rows): launch 2 counted them exactly, so the slots never run out (checked anyway).
+  // Every token at or above the boundary bin when they fit (top-k rows): the last block
+  // draws too; else the bin's own tokens when they fit (most top-p rows). Launch 2 counted
+  // them exactly, so the slots never run out (checked anyway).
   const bool all_buffered = w.above_count + w.bin_count <= kRowCandidates;
-  if (all_buffered) {
+  const bool bin_buffered = all_buffered || w.bin_count <= kRowCandidates;
+  const uint32_t end_bin = all_buffered ? kBins0 : lowest + 1;  // collect bins [lowest, end_bin)
+  if (bin_buffered) {
     const uint32_t begin = chunk * a.select_chunk, end = min(begin + a.select_chunk, a.vocab);
     for_each_logit<kSelectThreads>(logits, a.col_stride, begin, end, [&](uint32_t i, float x) {
       const float d = scaled_logit(x, plan.inv_temperature) - m;
       const uint32_t key = weight_key(expf(d));
-      if (key != 0 && (key >> kShift0) >= lowest) {
+      const uint32_t bin = key >> kShift0;
+      if (key != 0 && bin >= lowest && bin < end_bin) {
         const uint32_t slot = atomicAdd(&w.candidates_taken, 1u);
         if (slot < kRowCandidates) {
           w.u.candidates.id[slot] = i;
@@ -578,7 +585,7 @@ __global__ void __launch_bounds__(kSelectThreads) RowSelectKernel(LogitsArgs<T> 
     s.choice = BinChoice{lowest, w.above_count, w.bin_count, w.above_mass, w.bin_mass};
     s.buffered = 0;
   }
-  if (all_buffered) {
+  if (bin_buffered) {
     const volatile RowWork& list = w;  // other blocks' writes: read from L2
     const uint32_t n = min(list.candidates_taken, kRowCandidates);
     for (uint32_t c = tid; c < n; c += kSelectThreads) {
@@ -590,7 +597,7 @@ __global__ void __launch_bounds__(kSelectThreads) RowSelectKernel(LogitsArgs<T> 
   __syncthreads();
   // Deeper levels inside the boundary bin, from the buffer, or from the row until the
   // current prefix's tokens fit in the buffer (collected by the first row pass that can).
-  bool buffered = all_buffered;
+  bool buffered = bin_buffered;
   for (int level = 0; !nothing_kept; ++level) {
     const uint32_t shift = logits_level_shift(level);
     prefix |= s.choice.bin << shift;
