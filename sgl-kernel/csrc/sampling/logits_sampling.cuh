@@ -60,7 +60,6 @@ constexpr uint32_t kRowCandidates = 3 * kBins0 * sizeof(uint32_t) / 8;
 static_assert(kRowCandidates <= kBuffer, "launch 3's last block copies every candidate to shared");
 constexpr uint32_t kTieList = 2048;  // a tie run this short is ranked in shared memory
 constexpr int kLogitsLevels = 4;    // 11, 7, 6, 6 bits
-static_assert(kSelectThreads * 2 >= kBins0, "launch 3: each thread owns two level-0 bins");
 static_assert(kSelectThreads >= 128, "launch 3: each thread owns one bin of a deeper level");
 
 __device__ __forceinline__ uint32_t logits_level_shift(int level) {
