@@ -59,7 +59,7 @@ constexpr uint32_t kBuffer = 4096;  // boundary-bin tokens kept in shared memory
 constexpr uint32_t kRowCandidates = 3 * kBins0 * sizeof(uint32_t) / 8;
 static_assert(kRowCandidates <= kBuffer, "launch 3's last block copies every candidate to shared");
 constexpr uint32_t kTieList = 2048;  // a tie run this short is ranked in shared memory
-constexpr int kLogitsLevels = 4;    // 11, 7, 6, 6 bits
+constexpr int kLogitsLevels = 4;     // 11, 7, 6, 6 bits
 static_assert(kSelectThreads >= 128, "launch 3: each thread owns one bin of a deeper level");
 
 __device__ __forceinline__ uint32_t logits_level_shift(int level) {
@@ -71,16 +71,18 @@ __device__ __forceinline__ uint32_t logits_level_bins(int level) {
 
 // Per-row workspace of launches 1-4 (global memory, zeroed by launch 1).
 struct RowWork {
+  // Launch 2: the row's level-0 histogram; then launch 3: its candidates (tokens at or
+  // above level 0's bin, or in it), when they fit.
   union {
     struct {
       uint32_t count[kBins0];
       uint32_t mass_high[kBins0];  // sums of the 12-bit halves of 24-bit mantissas
       uint32_t mass_low[kBins0];
-    } hist;  // launch 2: level 0 of the row
+    } hist;
     struct {
       uint32_t id[kRowCandidates];
       float d[kRowCandidates];  // s - M
-    } candidates;  // launch 3: every token at or above level 0's bin, when they fit
+    } candidates;
   } u;
   unsigned long long row_best;  // the best kept token so far (launches 2 and 4)
   // Level 0's choice, by launch 2's last block of the row (chosen_bin kNone: nothing kept).
