@@ -4,6 +4,7 @@ silent broadcast or truncation."""
 
 import dataclasses
 
+import numpy
 import pytest
 import torch
 
@@ -45,6 +46,20 @@ def kind(request):
 
 def test_a_well_formed_batch_passes(backend, kind):
     assert forward(backend, info_for(kind)).shape == (BS,)
+
+
+@pytest.mark.parametrize(
+    "nums, ids",
+    [
+        ((0, 2, 0, VOCAB), [None, (0, VOCAB - 1), [], None]),  # tuples, both bounds
+        ([numpy.int64(1), 0, numpy.int32(3), 0], [[numpy.int64(4)], None, None, None]),
+    ],
+    ids=["tuples and bounds", "numpy integers"],
+)
+def test_every_integer_form_of_a_logprob_request_passes(backend, kind, nums, ids):
+    """The plain-int lists take a fast check; every other integer form, the entry-by-entry
+    one: both accept what the batch allows."""
+    assert forward(backend, info_for(kind), nums=nums, ids=ids).shape == (BS,)
 
 
 @pytest.mark.parametrize("info_rows", [1, 3, 5], ids=lambda n: f"info_rows={n}")

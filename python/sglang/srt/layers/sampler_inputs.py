@@ -101,23 +101,30 @@ def check_batch(
     bs, vocab = logits.shape
     info.check_batch(bs, logits.device)
 
+    # Every decode step passes these lists: the plain-int case is checked at C speed (a
+    # per-entry numbers.Integral check cost 95 us per call at 256 rows), anything else
+    # entry by entry, which also names the bad one.
     if top_logprobs_nums is not None:
         _check_length("top_logprobs_nums", top_logprobs_nums, bs)
-        for i, n in enumerate(top_logprobs_nums):
-            if not _is_int(n) or not 0 <= n <= vocab:
-                raise ValueError(
-                    f"top_logprobs_nums[{i}] must be an integer in [0, {vocab}] (vocab size), "
-                    f"got {n!r}"
-                )
+        if not _plain_ints_within(top_logprobs_nums, 0, vocab):
+            for i, n in enumerate(top_logprobs_nums):
+                if not _is_int(n) or not 0 <= n <= vocab:
+                    raise ValueError(
+                        f"top_logprobs_nums[{i}] must be an integer in [0, {vocab}] (vocab "
+                        f"size), got {n!r}"
+                    )
     if token_ids_logprobs is not None:
         _check_length("token_ids_logprobs", token_ids_logprobs, bs)
-        for i, ids in enumerate(token_ids_logprobs):
-            for t in () if ids is None else ids:
-                if not _is_int(t) or not 0 <= t < vocab:
-                    raise ValueError(
-                        f"token_ids_logprobs[{i}] must be None or token ids in [0, {vocab}), "
-                        f"got {t!r}"
-                    )
+        if token_ids_logprobs.count(None) != bs:
+            for i, ids in enumerate(token_ids_logprobs):
+                if ids is None or _plain_ints_within(ids, 0, vocab - 1):
+                    continue
+                for t in ids:
+                    if not _is_int(t) or not 0 <= t < vocab:
+                        raise ValueError(
+                            f"token_ids_logprobs[{i}] must be None or token ids in [0, {vocab}), "
+                            f"got {t!r}"
+                        )
     if positions is not None:
         if not isinstance(positions, torch.Tensor) or positions.shape != (bs,):
             shape = list(positions.shape) if isinstance(positions, torch.Tensor) else positions
@@ -135,6 +142,16 @@ _INTEGER_DTYPES = (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint
 
 def _is_int(value) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _plain_ints_within(values, low: int, high: int) -> bool:
+    """Whether every value is a plain int in [low, high] (False does not mean invalid:
+    numpy integers, for instance, take the entry-by-entry check)."""
+    if not isinstance(values, (list, tuple)):
+        return False
+    return not values or (
+        set(map(type, values)) == {int} and low <= min(values) and max(values) <= high
+    )
 
 
 def _check_length(name: str, values, bs: int) -> None:
