@@ -16,7 +16,7 @@
 //      integer max. Rows that cut by top-k or top-p add a 2048-bin histogram of w's bits
 //      (counts and exact mantissa sums, 32-bit integer atomics) to the row's workspace;
 //      the row's last block to do so chooses the level-0 bin (no row read).
-//   3. RowSelectKernel (G blocks per row at small batch, else 1; logits_select_chunks):
+//   3. RowSelectKernel (G blocks per row at small batch, else 1; logits_split_select):
 //      greedy and single-threshold rows write their answer. When every token at or above
 //      the boundary bin fits the row's candidate list (kRowCandidates; top-k rows), each
 //      block collects its chunk's, and the row's last block does the deeper levels
@@ -271,8 +271,9 @@ struct LogitsArgs {
   uint32_t vocab;
   uint32_t chunks;              // G
   uint32_t chunk;               // tokens per chunk, a multiple of 16
-  uint32_t select_chunks;       // launch 3's blocks per row: G or 1 (logits_select_chunks)
-  uint32_t select_chunk;        // its tokens per block
+  bool split_select;            // launch 3 on G blocks per row, not 1 (logits_split_select)
+  uint32_t select_chunks;       // launch 3's blocks per row (set by the launcher)
+  uint32_t select_chunk;        // their tokens per block
   unsigned long long* row_max;  // [rows, G] packed (s, id)
   RowWork* work;                // [rows]
 };
@@ -820,12 +821,12 @@ inline uint32_t logits_chunks(uint32_t rows, uint32_t vocab, int multiprocessors
   return g > 0 ? g : 1;
 }
 
-// Whether launch 3 collects a row's candidates with all G blocks (returns G) or one (1):
-// split only while the batch leaves three quarters of the multiprocessors without a row.
+// Whether launch 3 collects a row's candidates with all G blocks or one: split only while
+// the batch leaves three quarters of the multiprocessors without a row.
 // On the H200 the split halves launch 3 for top-k rows at batch 1 to 8 and costs 5-10%
 // at 64 and 256 (its last-block handoff and the G-fold blocks). Changes no token.
-inline uint32_t logits_select_chunks(uint32_t rows, uint32_t chunks, int multiprocessors) {
-  return static_cast<uint64_t>(rows) * 4 <= static_cast<uint64_t>(multiprocessors) ? chunks : 1;
+inline bool logits_split_select(uint32_t rows, int multiprocessors) {
+  return static_cast<int64_t>(rows) * 4 <= static_cast<int64_t>(multiprocessors);
 }
 
 // Workspace bytes for `rows` rows split into `chunks`.
@@ -846,8 +847,8 @@ cudaError_t TopKTopPMinPSamplingFromLogits(LogitsArgs<T> a, uint32_t rows, void*
   const dim3 split(rows, a.chunks);
   RowMaxKernel<T><<<split, kChunkThreads, 0, stream>>>(a);
   RowHistogramKernel<T><<<split, kChunkThreads, 0, stream>>>(a);
-  a.select_chunks = a.select_chunks > 1 ? a.chunks : 1;
-  a.select_chunk = a.select_chunks == 1 ? a.vocab : a.chunk;
+  a.select_chunks = a.split_select ? a.chunks : 1;
+  a.select_chunk = a.split_select ? a.chunk : a.vocab;
   RowSelectKernel<T><<<dim3(rows, a.select_chunks), kSelectThreads, 0, stream>>>(a);
   RowDrawKernel<T><<<split, kChunkThreads, 0, stream>>>(a);
   return cudaGetLastError();

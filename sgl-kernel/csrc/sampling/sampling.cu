@@ -472,8 +472,9 @@ void top_k_top_p_min_p_sampling_from_logits(at::Tensor logits, at::Tensor output
   // Logits are read where they are: any strides, no copy.
   run_on_stream(op, logits, rows, [&](cudaStream_t stream) {
     const uint32_t vocab = static_cast<uint32_t>(logits.size(1));
-    const uint32_t chunks = sgl_sampling::logits_chunks(static_cast<uint32_t>(rows), vocab,
-                                                        multiprocessor_count(logits.get_device()));
+    const int multiprocessors = multiprocessor_count(logits.get_device());
+    const uint32_t chunks =
+        sgl_sampling::logits_chunks(static_cast<uint32_t>(rows), vocab, multiprocessors);
     const at::Tensor workspace =
         at::empty({static_cast<int64_t>(sgl_sampling::logits_workspace_bytes(rows, chunks))},
                   logits.options().dtype(at::kByte));
@@ -492,8 +493,8 @@ void top_k_top_p_min_p_sampling_from_logits(at::Tensor logits, at::Tensor output
       args.positions = positions.has_value() ? positions->data_ptr<int64_t>() : nullptr;
       args.vocab = vocab;
       args.chunks = chunks;
-      args.select_chunks = sgl_sampling::logits_select_chunks(
-          static_cast<uint32_t>(rows), chunks, multiprocessor_count(logits.get_device()));
+      args.split_select =
+          sgl_sampling::logits_split_select(static_cast<uint32_t>(rows), multiprocessors);
       return sgl_sampling::TopKTopPMinPSamplingFromLogits<T>(args, static_cast<uint32_t>(rows),
                                                              workspace.data_ptr(), stream);
     };
