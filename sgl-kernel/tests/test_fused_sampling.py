@@ -82,12 +82,21 @@ def _documented_exponential(seed: int, position: int, token: int) -> float:
     -log((2m + 1) / 2^54) to 40 digits."""
     import decimal
 
-    mask = (1 << 64) - 1
-    x = (seed * ref._MIX_SEED + position * ref._MIX_POS + token * ref._MIX_TOKEN) & mask
-    x = ((x ^ (x >> 30)) * ref._MIX_1) & mask
-    x = ((x ^ (x >> 27)) * ref._MIX_2) & mask
-    x ^= x >> 31
-    m = x >> 11
+    mask64, mask32 = (1 << 64) - 1, (1 << 32) - 1
+
+    def mix32(x: int) -> int:
+        x = ((x ^ (x >> 16)) * 0x7FEB352D) & mask32
+        x = ((x ^ (x >> 15)) * 0x846CA68B) & mask32
+        return x ^ (x >> 16)
+
+    key = (seed * ref._MIX_SEED + position * ref._MIX_POS) & mask64
+    key = ((key ^ (key >> 30)) * ref._MIX_1) & mask64
+    key = ((key ^ (key >> 27)) * ref._MIX_2) & mask64
+    key ^= key >> 31
+    a, b = key & mask32, key >> 32
+    high = mix32(mix32((a + token * 0x9E3779B9) & mask32) ^ b)
+    low = mix32((high + b) & mask32)
+    m = (high << 21) | (low >> 11)
     with decimal.localcontext() as ctx:
         ctx.prec = 40
         u = decimal.Decimal(2 * m + 1) / decimal.Decimal(1 << 54)

@@ -30,8 +30,9 @@
 // "The row's last block" is found with a counter in the workspace, never by waiting: the
 // block that brings the counter to G reads what the others wrote before counting.
 //
-// Every draw skips the logs of a token whose key cannot reach its thread's best so far
-// (GumbelMax: a bound of the Gumbel variable from the hash's bits).
+// Every draw skips the logs of a token whose key cannot reach the best its block has found
+// (GumbelMax: a bound of the Gumbel variable from the hash's high word), and every threshold
+// test skips expf where d is clearly on one side (WeightCut).
 //
 // Split-invariant and batch-invariant by construction: everything combined across threads
 // and blocks is a max or an integer sum (order-free), and the bin masses are summed in a
@@ -160,17 +161,14 @@ __device__ __forceinline__ RowPlan plan_row(float temperature, int32_t k, float 
   return plan;
 }
 
-// The seeded draw of (row_base, token) in three parts: its 53 bits m (the hash of
-// seeded_sampling.cuh's log_exponential), log(E) with E = -log(u), u = (2m + 1) / 2^54,
-// and an upper bound of the Gumbel variable -log(E) read off m's bits alone.
-__device__ __forceinline__ uint64_t seeded_bits(uint64_t row_base, uint32_t token) {
-  uint64_t x = row_base + static_cast<uint64_t>(token) * kMixToken;
-  x = (x ^ (x >> 30)) * kMix1;
-  x = (x ^ (x >> 27)) * kMix2;
-  x = x ^ (x >> 31);
-  return x >> 11;
+// float(v) for v < 2^23 from its bits (2^23 + v is exact): no conversion instruction.
+__device__ __forceinline__ float exact_float(uint32_t v) {
+  return __uint_as_float(0x4B000000u | v) - 8388608.f;
 }
 
+// The seeded draw (seeded_sampling.cuh's seeded_row_key, seeded_high, seeded_bits) in the
+// parts a Gumbel-max needs: log(E) with E = -log(u) of m's u = (2m + 1) / 2^54, and an
+// upper bound of the Gumbel variable -log(E) read off m's high word alone.
 // log(E), evaluated with the fast log (MUFU) and a series for E = -log1p(-v), v = 1 - u <
 // 1/16. Its error, a few 1e-7 relative, is below the float32 rounding of the Gumbel key it
 // enters, so it moves only float near-ties.
@@ -189,28 +187,62 @@ __device__ __forceinline__ float fast_log_exponential(uint64_t m) {
   return __logf(e);
 }
 
-// -log(E) <= this, with room for the float rounding of the key: u < 1/2 gives E > log 2;
-// otherwise E >= 1 - u = n / 2^54 >= 2^(floor(log2 n) - 54).
-__device__ __forceinline__ float gumbel_bound(uint64_t m) {
-  if (m < (uint64_t{1} << 52)) return 0.37f + 0.01f;
-  const uint64_t n = (uint64_t{1} << 54) - 2 * m - 1;
-  return static_cast<float>(__clzll(static_cast<long long>(n)) - 9) * 0.6931472f + 0.01f;
+// -log(E) <= this, with room for the float rounding of the key, from m's high word h alone
+// (m = h * 2^21 + 21 low bits): h < 2^31 means u < 1/2, so E > log 2; otherwise E >=
+// 1 - u >= (2^22 * ~h + 1) / 2^54 > 2^(floor(log2 ~h) - 32). floor(log2 ~h) is read off
+// the exponent of float(~h >> 8) built from its bits: no clz or conversion instruction,
+// as this runs for every token of a draw.
+__device__ __forceinline__ float gumbel_bound(uint32_t high) {
+  if (high < 0x80000000u) return 0.37f + 0.01f;
+  const uint32_t rest = ~high >> 8;
+  if (rest == 0) return 54 * 0.6931472f + 0.01f;  // u within 2^-24 of 1: the largest bound
+  const uint32_t exponent = __float_as_uint(exact_float(rest)) >> 23;  // 127 + floor(log2 rest)
+  return exact_float(151u - exponent) * 0.6931472f + 0.01f;            // (32 - floor(log2 ~h)) ln 2
 }
 
-// The running Gumbel-max of one thread: the packed best (key, id) and its key. A token
-// whose key cannot reach the best so far skips the logs (the max is the same).
+// Which d = s - M give a weight key of at least `key` (a positive float's bits), without
+// expf where the answer is clear: expf is within 2 ulp where its result is normal and logf
+// within 1, so every d 2^-10 above logf(float(key)) is in and every d as far below is out
+// (both bounds stay where expf's result is normal). Only d between needs weight_key(expf(d)).
+struct WeightCut {
+  float surely_in, surely_out;
+  __device__ __forceinline__ explicit WeightCut(uint32_t key) {
+    const float at = logf(__uint_as_float(key > 0 ? key : 1u));
+    surely_in = fmaxf(at + 0x1p-10f, -80.f);
+    surely_out = key >= 0x0D800000u ? at - 0x1p-10f : -INFINITY;  // key >= 2^-100
+  }
+  // Whether d's weight key is at least `key` (the constructor's).
+  __device__ __forceinline__ bool keeps(float d, uint32_t key) const {
+    return d >= surely_in || (!(d < surely_out) && weight_key(expf(d)) >= key);
+  }
+};
+
+// The running Gumbel-max of one thread: the packed best (key, id), and the floor below which
+// a token cannot win: the best key the block has found so far (`block_floor`, ordered bits
+// in shared memory, raised by atomicMax). A token whose key bound is below the floor skips
+// the logs; the block's floor keeps that rare after the first few tokens, where a thread's
+// own best would let most warps run the logs on every step.
 struct GumbelMax {
   unsigned long long best = 0;
-  float best_key = -INFINITY;
-  __device__ __forceinline__ void consider(uint64_t row_base, uint32_t token, float d) {
-    const uint64_t m = seeded_bits(row_base, token);
-    const float slack = fabsf(best_key) * 0x1p-20f;
-    if (d + gumbel_bound(m) < best_key - slack) return;
-    const float key = d - fast_log_exponential(m);
+  float floor = -INFINITY;  // the block's best key as this thread last read it
+  uint32_t* block_floor;
+  __device__ __forceinline__ explicit GumbelMax(uint32_t* shared_floor)
+      : block_floor(shared_floor) {}
+  __device__ __forceinline__ bool below_floor(float bound) const {
+    return bound < floor - fabsf(floor) * 0x1p-20f;  // room for the fast log's error
+  }
+  __device__ __forceinline__ void consider(uint64_t row_key, uint32_t token, float d) {
+    const uint32_t high = seeded_high(row_key, token);
+    const float bound = d + gumbel_bound(high);
+    if (below_floor(bound)) return;
+    floor = fmaxf(floor, from_ordered_bits(*static_cast<volatile uint32_t*>(block_floor)));
+    if (below_floor(bound)) return;
+    const float key = d - fast_log_exponential(seeded_bits(row_key, high));
     const unsigned long long p = pack_best(key, token);
-    if (p > best) {
-      best = p;
-      best_key = key;
+    if (p > best) best = p;
+    if (key > floor) {
+      floor = key;
+      atomicMax(block_floor, ordered_bits(key));
     }
   }
 };
@@ -284,10 +316,8 @@ __device__ __forceinline__ RowPlan plan_of(const LogitsArgs<T>& a, uint32_t row)
 }
 
 template <typename T>
-__device__ __forceinline__ uint64_t gumbel_base(const LogitsArgs<T>& a, uint32_t row) {
-  const int64_t position = a.positions ? a.positions[row] : 0;
-  return static_cast<uint64_t>(a.seeds[row]) * kMixSeed +
-         static_cast<uint64_t>(position) * kMixPosition;
+__device__ __forceinline__ uint64_t row_key_of(const LogitsArgs<T>& a, uint32_t row) {
+  return seeded_row_key(a.seeds[row], a.positions ? a.positions[row] : 0);
 }
 
 // Launch 1.
@@ -418,6 +448,8 @@ __global__ void __launch_bounds__(kChunkThreads) RowHistogramKernel(LogitsArgs<T
   __shared__ typename cub::BlockReduce<unsigned long long, kChunkThreads>::TempStorage reduce;
   __shared__ BinChoice choice;
   __shared__ bool last;
+  __shared__ uint32_t floor;                      // GumbelMax's block floor
+  if (tid == 0) floor = ordered_bits(-INFINITY);  // row_max_of syncs before any use
   const float m =
       from_ordered_bits(static_cast<uint32_t>(row_max_of<kChunkThreads>(a, row, &max_slot) >> 32));
   const uint32_t begin = chunk * a.chunk, end = min(begin + a.chunk, a.vocab);
@@ -425,11 +457,12 @@ __global__ void __launch_bounds__(kChunkThreads) RowHistogramKernel(LogitsArgs<T
   RowWork& w = a.work[row];
   if (!plan.cuts) {
     // Kept: w >= min-p's threshold (any w > 0 without min-p). Only the best key matters.
-    const uint64_t base = gumbel_base(a, row);
-    GumbelMax mine;
+    const uint64_t row_key = row_key_of(a, row);
+    const WeightCut cut(plan.min_key);
+    GumbelMax mine(&floor);
     for_each_logit<kChunkThreads>(logits, a.col_stride, begin, end, [&](uint32_t i, float x) {
       const float d = scaled_logit(x, plan.inv_temperature) - m;
-      if (weight_key(expf(d)) >= plan.min_key) mine.consider(base, i, d);
+      if (cut.keeps(d, plan.min_key)) mine.consider(row_key, i, d);
     });
     const unsigned long long best =
         cub::BlockReduce<unsigned long long, kChunkThreads>(reduce).Reduce(mine.best, MaxPacked());
@@ -440,22 +473,29 @@ __global__ void __launch_bounds__(kChunkThreads) RowHistogramKernel(LogitsArgs<T
     sh.hist.count[b] = sh.hist.mass_high[b] = sh.hist.mass_low[b] = 0;
   }
   __syncthreads();
+  // Only top-p reads the bins' masses: a top-k-only row adds counts alone (a third of the
+  // atomics). Its masses stay 0, and nothing reads them.
+  const bool cuts_p = plan.top_p < 1.f;
   for_each_logit<kChunkThreads>(logits, a.col_stride, begin, end, [&](uint32_t i, float x) {
     const float d = scaled_logit(x, plan.inv_temperature) - m;
     const uint32_t key = weight_key(expf(d));
     if (key == 0) return;  // weight 0: never kept
     const uint32_t b = key >> kShift0;
-    const uint32_t mantissa = (key & 0x7FFFFFu) | ((key >> 23) ? 0x800000u : 0u);
     atomicAdd(&sh.hist.count[b], 1u);
-    atomicAdd(&sh.hist.mass_high[b], mantissa >> 12);
-    atomicAdd(&sh.hist.mass_low[b], mantissa & 0xFFFu);
+    if (cuts_p) {
+      const uint32_t mantissa = (key & 0x7FFFFFu) | ((key >> 23) ? 0x800000u : 0u);
+      atomicAdd(&sh.hist.mass_high[b], mantissa >> 12);
+      atomicAdd(&sh.hist.mass_low[b], mantissa & 0xFFFu);
+    }
   });
   __syncthreads();
   for (uint32_t b = tid; b < kBins0; b += kChunkThreads) {
     if (sh.hist.count[b] == 0) continue;
     atomicAdd(&w.u.hist.count[b], sh.hist.count[b]);
-    atomicAdd(&w.u.hist.mass_high[b], sh.hist.mass_high[b]);
-    atomicAdd(&w.u.hist.mass_low[b], sh.hist.mass_low[b]);
+    if (cuts_p) {
+      atomicAdd(&w.u.hist.mass_high[b], sh.hist.mass_high[b]);
+      atomicAdd(&w.u.hist.mass_low[b], sh.hist.mass_low[b]);
+    }
   }
   // The last block of the row to get here sees every block's sums (a counter, no waiting).
   __threadfence();
@@ -479,7 +519,7 @@ __global__ void __launch_bounds__(kChunkThreads) RowHistogramKernel(LogitsArgs<T
   }
   double limit = 0;
   const bool kept = choose_bin<kChunkThreads, kOwned>(sh.scan, choice, bin, count, mass, 0, 0.0,
-                                                      plan, plan.top_p < 1.f, true, limit);
+                                                      plan, cuts_p, true, limit);
   if (tid == 0) {
     w.chosen_bin = kept ? choice.bin : kNone;
     w.above_count = choice.above_count;
@@ -507,7 +547,8 @@ struct SelectShared {
   BinChoice choice;
   uint32_t buffered;  // tokens in the buffer
   uint32_t tie_count, tie_cut;
-  bool last;  // this block is the row's last to finish collecting
+  uint32_t floor;  // GumbelMax's block floor
+  bool last;       // this block is the row's last to finish collecting
 };
 
 // Launch 3, (row, chunk) blocks. Greedy rows and rows without a cut write their token.
@@ -557,8 +598,10 @@ __global__ void __launch_bounds__(kSelectThreads) RowSelectKernel(LogitsArgs<T> 
   const uint32_t end_bin = all_buffered ? kBins0 : lowest + 1;  // collect bins [lowest, end_bin)
   if (bin_buffered) {
     const uint32_t begin = chunk * a.select_chunk, end = min(begin + a.select_chunk, a.vocab);
+    const WeightCut cut(lowest << kShift0);  // most tokens lie below the bin: no expf
     for_each_logit<kSelectThreads>(logits, a.col_stride, begin, end, [&](uint32_t i, float x) {
       const float d = scaled_logit(x, plan.inv_temperature) - m;
+      if (d < cut.surely_out) return;
       const uint32_t key = weight_key(expf(d));
       const uint32_t bin = key >> kShift0;
       if (key != 0 && bin >= lowest && bin < end_bin) {
@@ -647,10 +690,12 @@ __global__ void __launch_bounds__(kSelectThreads) RowSelectKernel(LogitsArgs<T> 
         s.buffer_d[slot] = d;
       }
       const uint32_t b = (key >> next_shift) & (next_bins - 1);
-      const uint32_t mantissa = (key & 0x7FFFFFu) | ((key >> 23) ? 0x800000u : 0u);
       atomicAdd(&s.work.hist.count[b], 1u);
-      atomicAdd(&s.work.hist.mass_high[b], mantissa >> 12);
-      atomicAdd(&s.work.hist.mass_low[b], mantissa & 0xFFFu);
+      if (cuts_p) {  // masses only for top-p, as in launch 2
+        const uint32_t mantissa = (key & 0x7FFFFFu) | ((key >> 23) ? 0x800000u : 0u);
+        atomicAdd(&s.work.hist.mass_high[b], mantissa >> 12);
+        atomicAdd(&s.work.hist.mass_low[b], mantissa & 0xFFFu);
+      }
     };
     if (buffered) {
       for (uint32_t c = tid; c < s.buffered; c += kSelectThreads)
@@ -755,14 +800,16 @@ __global__ void __launch_bounds__(kSelectThreads) RowSelectKernel(LogitsArgs<T> 
     }
     return;
   }
-  GumbelMax mine;
+  if (tid == 0) s.floor = ordered_bits(-INFINITY);
+  __syncthreads();
+  GumbelMax mine(&s.floor);
   if (!nothing_kept) {
-    const uint64_t base = gumbel_base(a, row);
+    const uint64_t row_key = row_key_of(a, row);
     for (uint32_t c = tid; c < s.buffered; c += kSelectThreads) {
       const uint32_t i = s.buffer_id[c];
       const float d = s.buffer_d[c];
       const uint32_t key = weight_key(expf(d));
-      if (key >= threshold && !(key == tie_key && i > tie_cut)) mine.consider(base, i, d);
+      if (key >= threshold && !(key == tie_key && i > tie_cut)) mine.consider(row_key, i, d);
     }
   }
   const unsigned long long best =
@@ -782,18 +829,22 @@ __global__ void __launch_bounds__(kChunkThreads) RowDrawKernel(LogitsArgs<T> a) 
   __shared__ unsigned long long max_slot;
   __shared__ typename cub::BlockReduce<unsigned long long, kChunkThreads>::TempStorage reduce;
   __shared__ bool last;
+  __shared__ uint32_t floor;                              // GumbelMax's block floor
+  if (threadIdx.x == 0) floor = ordered_bits(-INFINITY);  // row_max_of syncs before any use
   const float m =
       from_ordered_bits(static_cast<uint32_t>(row_max_of<kChunkThreads>(a, row, &max_slot) >> 32));
-  const uint64_t base = gumbel_base(a, row);
+  const uint64_t row_key = row_key_of(a, row);
   const uint32_t threshold = w.threshold, tie_key = w.tie_key, tie_cut = w.tie_cut;
   const uint32_t begin = chunk * a.chunk, end = min(begin + a.chunk, a.vocab);
-  GumbelMax mine;
+  const WeightCut cut(threshold);  // most tokens of a top-p row lie below it: no expf
+  GumbelMax mine(&floor);
   for_each_logit<kChunkThreads>(a.logits + row * a.row_stride, a.col_stride, begin, end,
                                 [&](uint32_t i, float x) {
                                   const float d = scaled_logit(x, plan.inv_temperature) - m;
+                                  if (d < cut.surely_out) return;
                                   const uint32_t key = weight_key(expf(d));
                                   if (key >= threshold && !(key == tie_key && i > tie_cut)) {
-                                    mine.consider(base, i, d);
+                                    mine.consider(row_key, i, d);
                                   }
                                 });
   const unsigned long long best =

@@ -49,13 +49,15 @@ constexpr uint32_t kMinSeededThreads = kMaxBins / kBinsPerThread;  // 512
 constexpr uint32_t kInfKey = 0x7F800000u;  // +inf; keys of finite positive floats are below
 constexpr uint32_t kNone = 0xFFFFFFFFu;
 
-// The mixer of seeded_exponential (sgl_kernel/sampling_reference.py), as uint64: the same
-// wrapping arithmetic gives the same numbers.
+// The constants of seeded_exponential (sgl_kernel/sampling_reference.py), as unsigned
+// integers: the same wrapping arithmetic gives the same numbers.
 constexpr uint64_t kMixSeed = 0x9E3779B97F4A7C15ull;
 constexpr uint64_t kMixPosition = 0xD1B54A32D192ED03ull;
-constexpr uint64_t kMixToken = 0x6A09E667F3BCC909ull;
 constexpr uint64_t kMix1 = 0xBF58476D1CE4E5B9ull;
 constexpr uint64_t kMix2 = 0x94D049BB133111EBull;
+constexpr uint32_t kMixToken = 0x9E3779B9u;
+constexpr uint32_t kMix32First = 0x7FEB352Du;
+constexpr uint32_t kMix32Second = 0x846CA68Bu;
 
 // Radix levels over the 31 magnitude bits of a non-negative float: 10 bits (the exponent
 // and 2 mantissa bits), then 7, 7, 7. Sized so that the kernel's shared memory stays near
@@ -98,14 +100,37 @@ struct MinCandidate {
   }
 };
 
-// The seeded uniform u = ((x >> 11) + 0.5) / 2^53 of token `token`, returned as
-// log(-log(u)) in float32 without losing the small -log(u) of u near 1.
-__device__ __forceinline__ float log_exponential(uint64_t row_base, uint32_t token) {
-  uint64_t x = row_base + static_cast<uint64_t>(token) * kMixToken;
+// The seeded uniforms, in two parts so that a draw hashes every token with 32-bit integer
+// arithmetic only (docs/sampling.md, "The seeded draw"). A row's 64-bit key: seed *
+// kMixSeed + position * kMixPosition through the splitmix64 finaliser, once per row. A
+// token's u = (2m + 1) / 2^54 with m = high * 2^21 + (low >> 11): `high` from the token
+// and both halves of the key, `low` from `high` and the key, needed only for a token whose
+// key can still win (`high` alone bounds its Gumbel variable).
+__device__ __forceinline__ uint64_t seeded_row_key(int64_t seed, int64_t position) {
+  uint64_t x =
+      static_cast<uint64_t>(seed) * kMixSeed + static_cast<uint64_t>(position) * kMixPosition;
   x = (x ^ (x >> 30)) * kMix1;
   x = (x ^ (x >> 27)) * kMix2;
-  x = x ^ (x >> 31);
-  const uint64_t m = x >> 11;  // u = (2m + 1) / 2^54
+  return x ^ (x >> 31);
+}
+__device__ __forceinline__ uint32_t mix32(uint32_t x) {
+  x = (x ^ (x >> 16)) * kMix32First;
+  x = (x ^ (x >> 15)) * kMix32Second;
+  return x ^ (x >> 16);
+}
+__device__ __forceinline__ uint32_t seeded_high(uint64_t row_key, uint32_t token) {
+  const uint32_t a = static_cast<uint32_t>(row_key), b = static_cast<uint32_t>(row_key >> 32);
+  return mix32(mix32(a + token * kMixToken) ^ b);
+}
+__device__ __forceinline__ uint64_t seeded_bits(uint64_t row_key, uint32_t high) {
+  const uint32_t low = mix32(high + static_cast<uint32_t>(row_key >> 32));
+  return (static_cast<uint64_t>(high) << 21) | (low >> 11);
+}
+
+// log(-log(u)) in float32 of token `token`'s seeded uniform, without losing the small
+// -log(u) of u near 1.
+__device__ __forceinline__ float log_exponential(uint64_t row_key, uint32_t token) {
+  const uint64_t m = seeded_bits(row_key, seeded_high(row_key, token));
   float e;
   if (m < (uint64_t{1} << 52)) {
     e = -logf(static_cast<float>(2 * m + 1) * 0x1p-54f);
@@ -492,12 +517,11 @@ __global__ void __launch_bounds__(BLOCK)
   // 4. Gumbel-max over the kept tokens.
   Candidate best{INFINITY, kNone};
   if (!kept.nothing_kept) {
-    const uint64_t row_base = static_cast<uint64_t>(seed_arr[row]) * kMixSeed +
-                              static_cast<uint64_t>(position_arr[row]) * kMixPosition;
+    const uint64_t row_key = seeded_row_key(seed_arr[row], position_arr[row]);
     auto consider = [&](uint32_t i, uint32_t key) {
       if (key < kept.threshold_key || (key == kept.tie_key && i > tie_cut)) return;
       const float w = __uint_as_float(key);
-      best = MinCandidate()(best, Candidate{log_exponential(row_base, i) - logf(w), i});
+      best = MinCandidate()(best, Candidate{log_exponential(row_key, i) - logf(w), i});
     };
     if (buffered) {
       for (uint32_t c = tid; c < s.candidates; c += BLOCK) {

@@ -417,9 +417,12 @@ def min_p_sampling_from_probs(
 # The definition of docs/sampling.md ("The fused seeded op"), one for every row and every
 # parameter value: nothing is clamped and nothing depends on the row's batch-mates.
 
-# Odd 64-bit constants (as signed int64) of a splitmix64-style mixer.
-_MIX_SEED, _MIX_POS, _MIX_TOKEN = -7046029254386353131, -3335678366873096957, 7640891576956012809
+# The row key's odd 64-bit constants (as signed int64: splitmix64-style), and the 32-bit
+# constants of the per-token mixer.
+_MIX_SEED, _MIX_POS = -7046029254386353131, -3335678366873096957
 _MIX_1, _MIX_2 = -4658895280553007687, -7723592293110705685
+_MIX_TOKEN, _MIX32_1, _MIX32_2 = 0x9E3779B9, 0x7FEB352D, 0x846CA68B
+_U32 = 0xFFFFFFFF
 
 
 def _logical_shift_right(x: torch.Tensor, bits: int) -> torch.Tensor:
@@ -427,24 +430,38 @@ def _logical_shift_right(x: torch.Tensor, bits: int) -> torch.Tensor:
     return (x >> bits) & ((1 << (64 - bits)) - 1)
 
 
+def _mix32(x: torch.Tensor) -> torch.Tensor:
+    """A 32-bit mixer (a bijection) on int64 tensors holding values below 2^32."""
+    x = ((x ^ (x >> 16)) * _MIX32_1) & _U32
+    x = ((x ^ (x >> 15)) * _MIX32_2) & _U32
+    return x ^ (x >> 16)
+
+
 def seeded_exponential(seeds: torch.Tensor, positions: torch.Tensor, vocab: int) -> torch.Tensor:
     """[bs, vocab] float64 E = -log(u) of the seeded uniforms u, a pure function of (seed,
     position, token id).
 
-    The one definition of the seeded draw (the GPU kernel and the Sampler's pytorch backend
-    use the same bits): int64 arithmetic wraps identically on every device; the top 53 bits
-    m of the hash give u = (2m + 1) / 2^54 in (0, 1). The log's argument is exact in
-    float64 on both halves: u itself below 1/2, and 1 - u = (2^54 - 2m - 1) / 2^54 (an
+    The one definition of the seeded draw (the GPU kernels and the Sampler's pytorch
+    backend use the same bits; int64 arithmetic wraps identically on every device):
+    a row's 64-bit key is seed * C_seed + position * C_pos through the splitmix64
+    finaliser; with a, b its low and high 32 bits and 32-bit wrapping arithmetic,
+    high = mix32(mix32(a + i * C_tok) ^ b), low = mix32(high + b), and the 53 bits
+    m = high * 2^21 + (low >> 11) give u = (2m + 1) / 2^54 in (0, 1). Per token the GPU
+    needs only 32-bit operations, and `high` alone bounds the Gumbel variable, so the
+    draw skips `low` and the logs for tokens that cannot win. The log's argument is exact
+    in float64 on both halves: u itself below 1/2, and 1 - u = (2^54 - 2m - 1) / 2^54 (an
     integer below 2^53 over 2^54) above, through log1p, so E keeps its precision where it
     is small (u near 1, the likeliest winners).
     """
     tokens = torch.arange(vocab, device=seeds.device, dtype=torch.int64).view(1, -1)
-    x = seeds.view(-1, 1) * _MIX_SEED + positions.view(-1, 1).to(torch.int64) * _MIX_POS
-    x = x + tokens * _MIX_TOKEN
-    x = (x ^ _logical_shift_right(x, 30)) * _MIX_1
-    x = (x ^ _logical_shift_right(x, 27)) * _MIX_2
-    x = x ^ _logical_shift_right(x, 31)
-    m = _logical_shift_right(x, 11)
+    key = seeds.view(-1, 1) * _MIX_SEED + positions.view(-1, 1).to(torch.int64) * _MIX_POS
+    key = (key ^ _logical_shift_right(key, 30)) * _MIX_1
+    key = (key ^ _logical_shift_right(key, 27)) * _MIX_2
+    key = key ^ _logical_shift_right(key, 31)
+    a, b = key & _U32, _logical_shift_right(key, 32)
+    high = _mix32(_mix32((a + tokens * _MIX_TOKEN) & _U32) ^ b)
+    low = _mix32((high + b) & _U32)
+    m = (high << 21) | (low >> 11)
     low_half = m < (1 << 52)
     u = (2 * m + 1).double() / float(1 << 54)
     one_minus_u = ((1 << 54) - 2 * m - 1).double() / float(1 << 54)
