@@ -239,6 +239,24 @@ def test_seeded_draws_follow_the_filtered_distribution(device):
     assert_matches_distribution(ids, exact_distribution(logits, params), "seeded")
 
 
+def test_an_all_seeded_batch_draws_no_seeds(device, monkeypatch):
+    """Every row seeded: the kernel path uses the rows' seeds as they are (no per-step
+    draw, so no extra launches), and gives the tokens a batch with a fresh draw would."""
+    logits = make_logits(seed=12)
+    batch = [SamplingParams(top_p=0.9, sampling_seed=s) for s in (3, 5, 7)]
+    pos = torch.tensor([4, 8, 15], dtype=torch.int64, device=device)
+    out = LogitsProcessorOutput(logits.to(device).repeat(3, 1))
+    info = SamplingBatchInfo.from_sampling_params(batch, device)
+    want = Sampler("pytorch")(out, info, False, [0] * 3, [None] * 3, positions=pos)
+
+    def no_draw(*args, **kwargs):
+        raise AssertionError("an all-seeded batch drew seeds")
+
+    monkeypatch.setattr(torch, "randint", no_draw)
+    got = Sampler("flashinfer")(out, info, False, [0] * 3, [None] * 3, positions=pos)
+    assert torch.equal(got.cpu(), want.cpu())
+
+
 def test_unseeded_requests_in_a_seeded_batch_stay_random(backend, device):
     logits = make_logits(seed=11)
     batch = [SamplingParams(sampling_seed=1)] + [SamplingParams()] * 200

@@ -174,14 +174,15 @@ class Sampler(nn.Module):
         """One op from logits to ids: every row by its own temperature, filters and (seed,
         position); greedy rows (top_k == 1) take the argmax."""
         # No seeds: the op draws every row's seed on the device (no host sync). A seeded
-        # batch's unseeded rows get fresh draws here, its seeded rows keep their own seed.
+        # batch's unseeded rows get fresh draws here, its seeded rows keep their own seed;
+        # a batch whose every row is seeded needs no draw (numel is host metadata: no sync).
         seeds = info.sampling_seed
-        if seeds is not None and info.seeded_rows is not None:
+        rows = info.seeded_rows
+        if seeds is not None and rows is not None and rows.numel() < seeds.numel():
             drawn = torch.randint(
                 -(2**63), 2**63 - 1, seeds.shape, dtype=torch.int64, device=logits.device
             )
-            kept = info.seeded_rows
-            seeds = drawn.index_copy(0, kept, seeds.index_select(0, kept))
+            seeds = drawn.index_copy(0, rows, seeds.index_select(0, rows))
         return top_k_top_p_min_p_sampling_from_logits(
             logits,
             info.temperatures.view(-1),
