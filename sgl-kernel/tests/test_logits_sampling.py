@@ -257,6 +257,38 @@ def test_gpu_agrees_exactly_on_near_tie_free_rows():
     assert torch.equal(got, want), f"rows differ: {torch.nonzero(got != want).view(-1).tolist()}"
 
 
+@pytest.mark.skipif(GPU is None, reason="needs a GPU")
+@pytest.mark.parametrize("rows", [1, 200], ids=["split", "one-block"])
+def test_gpu_top_k_cut_inside_a_run_of_equal_weights_agrees_exactly(rows):
+    """Top-k rows whose boundary falls inside a run of equal weights (30 tokens at the
+    top, a run of 700 at the next value, the rest far below): the kernel ranks such rows'
+    candidates directly (launch 3), the reference by its definition; the kept sets match
+    exactly (the run keeps its lowest ids), and so does every token (no float near-ties:
+    the levels are far apart). Also with min-p above and below the run, and at batch 1
+    (the collection split over blocks) and 200 (one block per row)."""
+    vocab = 4111
+    g = torch.Generator().manual_seed(rows)
+    x = torch.randn(rows, vocab, generator=g) - 12.0
+    for r in range(rows):
+        ids = torch.randperm(vocab, generator=g)
+        x[r, ids[:30]] = 0.0
+        x[r, ids[30:730]] = -0.5
+    k = torch.randint(31, 730, (rows,), generator=g, dtype=torch.int32)
+    k[::4] = torch.randint(1, 31, (len(k[::4]),), generator=g, dtype=torch.int32)
+    args = dict(
+        temperature=torch.ones(rows),
+        top_k=k,
+        top_p=torch.ones(rows),
+        min_p=torch.tensor([0.0, 0.5, 0.7])[torch.randint(3, (rows,), generator=g)],
+        seeds=torch.randint(-(2**63), 2**63 - 1, (rows,), generator=g),
+        positions=torch.randint(0, 2**40, (rows,), generator=g),
+    )
+    want = torch.empty(rows, dtype=torch.int32)
+    ref.top_k_top_p_min_p_sampling_from_logits(x, want, **args)
+    got = sample(x.to(GPU), **_on(GPU, args)).cpu()
+    assert torch.equal(got, want), f"rows differ: {torch.nonzero(got != want).view(-1).tolist()}"
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA GPU")
 def test_cuda_graph_replays_draw_at_the_advanced_positions():
     x, args = _mixed_batch(32, 5000, 9)
