@@ -640,43 +640,10 @@ __global__ void __launch_bounds__(kSelectThreads) RowSelectKernel(LogitsArgs<T> 
     if (tid == 0) s.buffered = n;
   }
   __syncthreads();
-  uint32_t tie_cut = kNone;
-  // A top-k-only row whose candidates (every token at or above the bin) fit one per
-  // thread: each candidate's rank in the order (weight desc, id asc) decides, with no
-  // radix levels: kept iff fewer than k come before it. The candidate of rank k - 1 gives
-  // the boundary value and the last kept id of its run: the levels' result exactly.
-  const bool ranked = all_buffered && !cuts_p && s.buffered <= kSelectThreads;
-  if (ranked) {
-    static_assert(kTieList >= kSelectThreads, "the ranked path keeps one key per thread");
-    const uint32_t n = s.buffered;
-    uint32_t* keys = s.work.tie_ids;
-    if (tid < n) keys[tid] = weight_key(expf(s.buffer_d[tid]));
-    if (tid == 0) s.tie_cut = kNone;
-    __syncthreads();
-    if (tid < n) {
-      const uint32_t my_key = keys[tid], my_id = s.buffer_id[tid];
-      uint32_t before = 0;
-      for (uint32_t o = 0; o < n; ++o) {
-        const uint32_t key = keys[o];
-        before += key > my_key || (key == my_key && s.buffer_id[o] < my_id);
-      }
-      if (static_cast<int64_t>(before) + 1 == plan.k) {
-        s.tie_count = my_key;  // the boundary value
-        s.tie_cut = my_id;
-      }
-    }
-    __syncthreads();
-    if (s.tie_cut != kNone) {
-      threshold = tie_key = s.tie_count;
-      tie_cut = s.tie_cut;
-    } else {
-      threshold = 1;  // k > n: every candidate
-    }
-  }
   // Deeper levels inside the boundary bin, from the buffer, or from the row until the
   // current prefix's tokens fit in the buffer (collected by the first row pass that can).
   bool buffered = bin_buffered;
-  for (int level = 0; !ranked && !nothing_kept; ++level) {
+  for (int level = 0; !nothing_kept; ++level) {
     const uint32_t shift = logits_level_shift(level);
     prefix |= s.choice.bin << shift;
     above_count = s.choice.above_count;
@@ -769,7 +736,8 @@ __global__ void __launch_bounds__(kSelectThreads) RowSelectKernel(LogitsArgs<T> 
   // (from the buffer, which holds the whole run, or in one coalesced row pass) and ranked
   // in shared memory; a run longer than kTieList (rows of equal logits) is found instead
   // by counting the run in each thread's slice of the row and one scan over the slices.
-  if (!ranked && !nothing_kept && tie_key != kNone) {
+  uint32_t tie_cut = kNone;
+  if (!nothing_kept && tie_key != kNone) {
     if (tid == 0) {
       s.tie_cut = kNone;
       s.tie_count = 0;
