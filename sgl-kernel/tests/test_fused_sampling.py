@@ -94,7 +94,7 @@ def _documented_exponential(seed: int, position: int, token: int) -> float:
     key = ((key ^ (key >> 27)) * ref._MIX_2) & mask64
     key ^= key >> 31
     a, b = key & mask32, key >> 32
-    high = mix32(mix32((a + token * 0x9E3779B9) & mask32) ^ b)
+    high = mix32(((a + token * 0x9E3779B9) & mask32) ^ b)
     low = mix32((high + b) & mask32)
     m = (high << 21) | (low >> 11)
     with decimal.localcontext() as ctx:

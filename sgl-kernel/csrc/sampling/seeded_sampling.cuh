@@ -103,9 +103,10 @@ struct MinCandidate {
 // The seeded uniforms, in two parts so that a draw hashes every token with 32-bit integer
 // arithmetic only (docs/sampling.md, "The seeded draw"). A row's 64-bit key: seed *
 // kMixSeed + position * kMixPosition through the splitmix64 finaliser, once per row. A
-// token's u = (2m + 1) / 2^54 with m = high * 2^21 + (low >> 11): `high` from the token
-// and both halves of the key, `low` from `high` and the key, needed only for a token whose
-// key can still win (`high` alone bounds its Gumbel variable).
+// token's u = (2m + 1) / 2^54 with m = high * 2^21 + (low >> 11): `high` one 32-bit mix of
+// the token and both halves of the key (a bijection of the token within a row), `low` from
+// `high` and the key, needed only for a token whose key can still win (`high` alone
+// bounds its Gumbel variable).
 __device__ __forceinline__ uint64_t seeded_row_key(int64_t seed, int64_t position) {
   uint64_t x =
       static_cast<uint64_t>(seed) * kMixSeed + static_cast<uint64_t>(position) * kMixPosition;
@@ -120,7 +121,7 @@ __device__ __forceinline__ uint32_t mix32(uint32_t x) {
 }
 __device__ __forceinline__ uint32_t seeded_high(uint64_t row_key, uint32_t token) {
   const uint32_t a = static_cast<uint32_t>(row_key), b = static_cast<uint32_t>(row_key >> 32);
-  return mix32(mix32(a + token * kMixToken) ^ b);
+  return mix32((a + token * kMixToken) ^ b);
 }
 __device__ __forceinline__ uint64_t seeded_bits(uint64_t row_key, uint32_t high) {
   const uint32_t low = mix32(high + static_cast<uint32_t>(row_key >> 32));

@@ -445,7 +445,7 @@ def seeded_exponential(seeds: torch.Tensor, positions: torch.Tensor, vocab: int)
     backend use the same bits; int64 arithmetic wraps identically on every device):
     a row's 64-bit key is seed * C_seed + position * C_pos through the splitmix64
     finaliser; with a, b its low and high 32 bits and 32-bit wrapping arithmetic,
-    high = mix32(mix32(a + i * C_tok) ^ b), low = mix32(high + b), and the 53 bits
+    high = mix32(((a + i * C_tok) mod 2^32) ^ b), low = mix32(high + b), and the 53 bits
     m = high * 2^21 + (low >> 11) give u = (2m + 1) / 2^54 in (0, 1). Per token the GPU
     needs only 32-bit operations, and `high` alone bounds the Gumbel variable, so the
     draw skips `low` and the logs for tokens that cannot win. The log's argument is exact
@@ -459,7 +459,7 @@ def seeded_exponential(seeds: torch.Tensor, positions: torch.Tensor, vocab: int)
     key = (key ^ _logical_shift_right(key, 27)) * _MIX_2
     key = key ^ _logical_shift_right(key, 31)
     a, b = key & _U32, _logical_shift_right(key, 32)
-    high = _mix32(_mix32((a + tokens * _MIX_TOKEN) & _U32) ^ b)
+    high = _mix32(((a + tokens * _MIX_TOKEN) & _U32) ^ b)
     low = _mix32((high + b) & _U32)
     m = (high << 21) | (low >> 11)
     low_half = m < (1 << 52)
