@@ -237,6 +237,20 @@ def test_gpu_agrees_with_the_reference(vocab):
     assert agree >= 0.99, f"GPU and reference agree on {agree:.4f} of {rows} rows"
 
 
+def _seeds_and_positions(rows: int, g: torch.Generator) -> dict:
+    return dict(
+        seeds=torch.randint(-(2**63), 2**63 - 1, (rows,), generator=g),
+        positions=torch.randint(0, 2**40, (rows,), generator=g),
+    )
+
+
+def _assert_gpu_gives_the_references_tokens(x: torch.Tensor, args: dict) -> None:
+    want = torch.empty(x.size(0), dtype=torch.int32)
+    ref.top_k_top_p_min_p_sampling_from_logits(x, want, **args)
+    got = sample(x.to(GPU), **_on(GPU, args)).cpu()
+    assert torch.equal(got, want), f"rows differ: {torch.nonzero(got != want).view(-1).tolist()}"
+
+
 @pytest.mark.skipif(GPU is None, reason="needs a GPU")
 def test_gpu_agrees_exactly_on_near_tie_free_rows():
     rows = 300
@@ -248,24 +262,21 @@ def test_gpu_agrees_exactly_on_near_tie_free_rows():
         top_k=torch.randint(1, 9, (rows,), generator=g, dtype=torch.int32),
         top_p=torch.tensor([0.3, 0.6, 0.95, 1.0])[torch.randint(4, (rows,), generator=g)],
         min_p=torch.tensor([0.0, 0.1, 0.35])[torch.randint(3, (rows,), generator=g)],
-        seeds=torch.randint(-(2**63), 2**63 - 1, (rows,), generator=g),
-        positions=torch.randint(0, 2**40, (rows,), generator=g),
+        **_seeds_and_positions(rows, g),
     )
-    want = torch.empty(rows, dtype=torch.int32)
-    ref.top_k_top_p_min_p_sampling_from_logits(x, want, **args)
-    got = sample(x.to(GPU), **_on(GPU, args)).cpu()
-    assert torch.equal(got, want), f"rows differ: {torch.nonzero(got != want).view(-1).tolist()}"
+    _assert_gpu_gives_the_references_tokens(x, args)
 
 
 @pytest.mark.skipif(GPU is None, reason="needs a GPU")
 @pytest.mark.parametrize("rows", [1, 200], ids=["split", "one-block"])
 def test_gpu_top_k_cut_inside_a_run_of_equal_weights_agrees_exactly(rows):
     """Top-k rows whose boundary falls inside a run of equal weights (30 tokens at the
-    top, a run of 700 at the next value, the rest far below): the kernel ranks such rows'
-    candidates directly (launch 3), the reference by its definition; the kept sets match
-    exactly (the run keeps its lowest ids), and so does every token (no float near-ties:
-    the levels are far apart). Also with min-p above and below the run, and at batch 1
-    (the collection split over blocks) and 200 (one block per row)."""
+    top, a run of 700 at the next value, the rest far below; k cuts either run): the
+    kernel's candidates of launch 3, its radix levels and tie rule, against the
+    reference's definition. The kept sets match exactly (a run keeps its lowest ids), and
+    so does every token (no float near-ties: the levels are far apart). Also with min-p
+    above and below the run, and at batch 1 (the collection split over blocks) and 200
+    (one block per row)."""
     vocab = 4111
     g = torch.Generator().manual_seed(rows)
     x = torch.randn(rows, vocab, generator=g) - 12.0
@@ -280,13 +291,9 @@ def test_gpu_top_k_cut_inside_a_run_of_equal_weights_agrees_exactly(rows):
         top_k=k,
         top_p=torch.ones(rows),
         min_p=torch.tensor([0.0, 0.5, 0.7])[torch.randint(3, (rows,), generator=g)],
-        seeds=torch.randint(-(2**63), 2**63 - 1, (rows,), generator=g),
-        positions=torch.randint(0, 2**40, (rows,), generator=g),
+        **_seeds_and_positions(rows, g),
     )
-    want = torch.empty(rows, dtype=torch.int32)
-    ref.top_k_top_p_min_p_sampling_from_logits(x, want, **args)
-    got = sample(x.to(GPU), **_on(GPU, args)).cpu()
-    assert torch.equal(got, want), f"rows differ: {torch.nonzero(got != want).view(-1).tolist()}"
+    _assert_gpu_gives_the_references_tokens(x, args)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA GPU")
