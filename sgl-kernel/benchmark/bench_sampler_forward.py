@@ -247,7 +247,10 @@ def _measure_forward(b: Bench, logits, params, backend, name, read_us):
     batch, vocab = logits.shape
     try:
         call = ForwardCall(logits, params, backend, b.device)
-        call()  # first call: errors surface here, lazy set-up stays out of the numbers
+        # First calls: errors surface here, and lazy set-up stays out of the numbers (the
+        # process's first cell showed one host sync on its second call, never later).
+        for _ in range(3):
+            call()
         syncs = bt.host_syncs(call, b.device)
         note = ""
         if syncs and syncs > 0:
