@@ -14,8 +14,8 @@
 //   2. RowHistogramKernel: rows that only cut by min-p (or not at all) draw here: the best
 //      key among their kept tokens (w >= min-p's threshold) of the chunk, merged by an
 //      integer max. Rows that cut by top-k or top-p add a 2048-bin histogram of w's bits
-//      (counts and exact mantissa sums, 32-bit integer atomics) to the row's workspace;
-//      the row's last block to do so chooses the level-0 bin (no row read).
+//      (counts, and for top-p exact mantissa sums; 32-bit integer atomics) to the row's
+//      workspace; the row's last block to do so chooses the level-0 bin (no row read).
 //   3. RowSelectKernel (G blocks per row at small batch, else 1; logits_split_select):
 //      greedy and single-threshold rows write their answer. When every token at or above
 //      the boundary bin fits the row's candidate list (kRowCandidates; top-k rows), each
