@@ -112,13 +112,7 @@ int main() {
       a.vocab = vocab;
       a.chunks = logits_chunks(rows, vocab, sms);
       a.split_select = logits_split_select(rows, sms);
-      a.work = static_cast<RowWork*>(ws);
-      a.row_max = reinterpret_cast<unsigned long long*>(a.work + rows);
-      const uint32_t per_chunk = (a.vocab + a.chunks - 1) / a.chunks;
-      a.chunk = (per_chunk + 15u) / 16u * 16u;
-      a.chunks = (a.vocab + a.chunk - 1) / a.chunk;
-      a.select_chunks = a.split_select ? a.chunks : 1;
-      a.select_chunk = a.split_select ? a.chunk : a.vocab;
+      plan_logits_launches(a, rows, ws);  // as TopKTopPMinPSamplingFromLogits does
       const dim3 split(rows, a.chunks);
       const int iters = 40;
       std::vector<float> times[5];

@@ -885,21 +885,28 @@ inline size_t logits_workspace_bytes(uint32_t rows, uint32_t chunks) {
   return static_cast<size_t>(rows) * (sizeof(RowWork) + chunks * sizeof(unsigned long long));
 }
 
-// Launches the four kernels on `stream`; the caller has checked every argument and
-// provides a workspace of logits_workspace_bytes(rows, chunks) bytes (any contents).
+// Fills in what the launches derive from the caller's arguments: the workspace pointers and
+// the chunk sizes of launches 1, 2, 4 and of launch 3. The caller has checked every argument
+// and provides a workspace of logits_workspace_bytes(rows, chunks) bytes (any contents).
 template <typename T>
-cudaError_t TopKTopPMinPSamplingFromLogits(LogitsArgs<T> a, uint32_t rows, void* workspace,
-                                           cudaStream_t stream) {
+void plan_logits_launches(LogitsArgs<T>& a, uint32_t rows, void* workspace) {
   a.work = static_cast<RowWork*>(workspace);
   a.row_max = reinterpret_cast<unsigned long long*>(a.work + rows);
   const uint32_t per_chunk = (a.vocab + a.chunks - 1) / a.chunks;
   a.chunk = (per_chunk + 15u) / 16u * 16u;
   a.chunks = (a.vocab + a.chunk - 1) / a.chunk;
+  a.select_chunks = a.split_select ? a.chunks : 1;
+  a.select_chunk = a.split_select ? a.chunk : a.vocab;
+}
+
+// Launches the four kernels on `stream` (arguments as plan_logits_launches takes them).
+template <typename T>
+cudaError_t TopKTopPMinPSamplingFromLogits(LogitsArgs<T> a, uint32_t rows, void* workspace,
+                                           cudaStream_t stream) {
+  plan_logits_launches(a, rows, workspace);
   const dim3 split(rows, a.chunks);
   RowMaxKernel<T><<<split, kChunkThreads, 0, stream>>>(a);
   RowHistogramKernel<T><<<split, kChunkThreads, 0, stream>>>(a);
-  a.select_chunks = a.split_select ? a.chunks : 1;
-  a.select_chunk = a.split_select ? a.chunk : a.vocab;
   RowSelectKernel<T><<<dim3(rows, a.select_chunks), kSelectThreads, 0, stream>>>(a);
   RowDrawKernel<T><<<split, kChunkThreads, 0, stream>>>(a);
   return cudaGetLastError();
