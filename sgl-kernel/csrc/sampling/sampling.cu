@@ -137,6 +137,17 @@ void check_vector(const char* op, const char* name, const at::Tensor& t, at::Sca
   TORCH_CHECK(t.is_contiguous(), op, ": ", name, " must be contiguous");
 }
 
+// The per-row filter and seed arrays of the two fused ops (probs and logits), in the order
+// their errors are reported.
+void check_fused_row_arrays(const char* op, const at::Tensor& top_k, const at::Tensor& top_p,
+                            const at::Tensor& min_p, const at::Tensor& seeds, int64_t rows,
+                            const at::Tensor& x) {
+  check_vector(op, "top_k", top_k, at::kInt, rows, x);
+  check_vector(op, "top_p", top_p, at::kFloat, rows, x);
+  check_vector(op, "min_p", min_p, at::kFloat, rows, x);
+  check_vector(op, "seeds", seeds, at::kLong, rows, x);
+}
+
 // Per-row parameter array (one entry per probability row) or nullptr for "use the scalar".
 template <typename T>
 T* row_param(const char* op, const char* name, const std::optional<at::Tensor>& arr,
@@ -427,10 +438,7 @@ void top_k_top_p_min_p_sampling_from_probs(at::Tensor probs, at::Tensor output, 
               shape_str(probs.sizes()));
   const int64_t rows = probs.size(0);
   check_vector(op, "output", output, at::kInt, rows, probs);
-  check_vector(op, "top_k", top_k, at::kInt, rows, probs);
-  check_vector(op, "top_p", top_p, at::kFloat, rows, probs);
-  check_vector(op, "min_p", min_p, at::kFloat, rows, probs);
-  check_vector(op, "seeds", seeds, at::kLong, rows, probs);
+  check_fused_row_arrays(op, top_k, top_p, min_p, seeds, rows, probs);
   check_vector(op, "positions", positions, at::kLong, rows, probs);
   // No generator: the randomness is in `seeds`, device memory, so a captured graph
   // replays with whatever seeds and positions the tensors hold at replay time.
@@ -464,10 +472,7 @@ void top_k_top_p_min_p_sampling_from_logits(at::Tensor logits, at::Tensor output
               ": logits must have fewer than 2^31 rows, got shape ", shape_str(logits.sizes()));
   check_vector(op, "output", output, at::kInt, rows, logits);
   check_vector(op, "temperature", temperature, at::kFloat, rows, logits);
-  check_vector(op, "top_k", top_k, at::kInt, rows, logits);
-  check_vector(op, "top_p", top_p, at::kFloat, rows, logits);
-  check_vector(op, "min_p", min_p, at::kFloat, rows, logits);
-  check_vector(op, "seeds", seeds, at::kLong, rows, logits);
+  check_fused_row_arrays(op, top_k, top_p, min_p, seeds, rows, logits);
   if (positions.has_value()) check_vector(op, "positions", *positions, at::kLong, rows, logits);
   // Logits are read where they are: any strides, no copy.
   run_on_stream(op, logits, rows, [&](cudaStream_t stream) {
