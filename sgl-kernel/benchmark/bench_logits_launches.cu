@@ -113,20 +113,15 @@ int main() {
       a.chunks = logits_chunks(rows, vocab, sms);
       a.split_select = logits_split_select(rows, sms);
       plan_logits_launches(a, rows, ws);  // as TopKTopPMinPSamplingFromLogits does
-      const dim3 split(rows, a.chunks);
       const int iters = 40;
       std::vector<float> times[5];
       for (int it = 0; it < iters + 5; ++it) {
         CK(cudaMemsetAsync(flush, it & 0xFF, flush_bytes));
         CK(cudaEventRecord(ev[0]));
-        RowMaxKernel<float><<<split, kChunkThreads>>>(a);
-        CK(cudaEventRecord(ev[1]));
-        RowHistogramKernel<float><<<split, kChunkThreads>>>(a);
-        CK(cudaEventRecord(ev[2]));
-        RowSelectKernel<float><<<dim3(rows, a.select_chunks), kSelectThreads>>>(a);
-        CK(cudaEventRecord(ev[3]));
-        RowDrawKernel<float><<<split, kChunkThreads>>>(a);
-        CK(cudaEventRecord(ev[4]));
+        for (int step = 0; step < 4; ++step) {
+          launch_logits_step(step, a, rows, nullptr);
+          CK(cudaEventRecord(ev[step + 1]));
+        }
         CK(cudaEventSynchronize(ev[4]));
         if (it < 5) continue;
         for (int j = 0; j < 4; ++j) {

@@ -1,6 +1,6 @@
 """The from-logits op top_k_top_p_min_p_sampling_from_logits (issue 16; docs/sampling.md).
 
-Runs on the CPU (the reference) and, with a GPU, on the three-launch kernel. Frequency
+Runs on the CPU (the reference) and, with a GPU, on the four-launch kernel. Frequency
 tests repeat one row with distinct seeds and compare the counts with the exact filtered
 distribution of w = exp(s - max s) by chi-square at sgl_kernel.testing.ALPHA (1e-4) per
 case, fixed seeds. Greedy answers, kept sets, split and layout invariance are exact.
@@ -291,6 +291,50 @@ def test_gpu_top_k_cut_inside_a_run_of_equal_weights_agrees_exactly(rows):
         top_k=k,
         top_p=torch.ones(rows),
         min_p=torch.tensor([0.0, 0.5, 0.7])[torch.randint(3, (rows,), generator=g)],
+        **_seeds_and_positions(rows, g),
+    )
+    _assert_gpu_gives_the_references_tokens(x, args)
+
+
+@pytest.mark.skipif(GPU is None, reason="needs a GPU")
+@pytest.mark.parametrize("rows", [6, 200], ids=["split", "one-block"])
+def test_gpu_early_list_and_its_fallbacks_agree_exactly(rows):
+    """Rows built to send the kernel down each way of finding the kept tokens, against
+    the reference's tokens (levels far apart: no float near-ties):
+    - top-k with the top 60 tokens inside ids 0..3999: split over 10 blocks (batch 6),
+      one block's guessed floor is too high for k near 60, and the row falls back to
+      launch 3's read; in one block per row (batch 200) the early list holds them;
+    - 1500 equal top weights, k = 50: the early list overflows, and the tie rule keeps
+      the run's 50 lowest ids;
+    - top-p 0.9 over 4000 tokens at 0 and 2000 at -0.7: the boundary bin (the 2000) fits
+      launch 3's list, the 4000 above it do not; at batch 200 the blocks draw above the
+      bin while they read and the last block adds the bin's kept tokens (no launch 4),
+      at batch 6 launch 4 draws;
+    and each of them with min-p above or below the boundary."""
+    vocab = 40000
+    g = torch.Generator().manual_seed(1000 + rows)
+    x = torch.randn(rows, vocab, generator=g) - 12.0
+    k = torch.full((rows,), NO_K, dtype=torch.int32)
+    p = torch.ones(rows)
+    for r in range(rows):
+        kind = r % 3
+        if kind == 0:
+            ids = torch.randperm(4000, generator=g)[:60]
+            x[r, ids] = torch.tensor([0.0, -0.7, -1.4])[torch.randint(3, (60,), generator=g)]
+            k[r] = int(torch.randint(1, 61, (1,), generator=g))
+        elif kind == 1:
+            x[r, torch.randperm(vocab, generator=g)[:1500]] = 0.0
+            k[r] = 50
+        else:
+            ids = torch.randperm(vocab, generator=g)
+            x[r, ids[:4000]] = 0.0
+            x[r, ids[4000:6000]] = -0.7
+            p[r] = 0.9
+    args = dict(
+        temperature=torch.ones(rows),
+        top_k=k,
+        top_p=p,
+        min_p=torch.tensor([0.0, 0.3, 0.6])[torch.randint(3, (rows,), generator=g)],
         **_seeds_and_positions(rows, g),
     )
     _assert_gpu_gives_the_references_tokens(x, args)

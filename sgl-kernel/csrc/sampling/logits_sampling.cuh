@@ -10,22 +10,28 @@
 //
 // The launches, (row, chunk) blocks, G chunks per row (G = 1 when the batch fills the GPU):
 //   1. RowMaxKernel: the chunk's largest (s, id), packed so that one integer max gives M
-//      and the argmax; zeroes the row's workspace.
+//      and the argmax; zeroes the row's workspace. For a cut row, also a guessed floor:
+//      a bound, from the threads' maxima, below which the kept set probably does not reach.
 //   2. RowHistogramKernel: rows that only cut by min-p (or not at all) draw here: the best
 //      key among their kept tokens (w >= min-p's threshold) of the chunk, merged by an
 //      integer max. Rows that cut by top-k or top-p add a 2048-bin histogram of w's bits
 //      (counts, and for top-p exact mantissa sums; 32-bit integer atomics) to the row's
-//      workspace; the row's last block to do so chooses the level-0 bin (no row read).
+//      workspace, and list the tokens at or above the guessed floor (kFloorList); the
+//      row's last block to do so chooses the level-0 bin (no row read) and checks whether
+//      the list holds every token at or above it.
 //   3. RowSelectKernel (G blocks per row at small batch, else 1; logits_split_select):
-//      greedy and single-threshold rows write their answer. When every token at or above
-//      the boundary bin fits the row's candidate list (kRowCandidates; top-k rows), each
-//      block collects its chunk's, and the row's last block does the deeper levels
-//      (7/6/6 bits), the tie rule and the draw from them in shared memory; when only the
-//      bin's own tokens fit (most top-p rows), the same without the draw. Otherwise the
-//      last block reads the row level by level until the boundary's tokens fit its
-//      buffer. Rows it does not draw are left to launch 4.
-//   4. RowDrawKernel: the draw of the rows launch 3 left (flat top-p rows: many kept
-//      tokens), the row's last block to finish writing the token.
+//      greedy and single-threshold rows write their answer. A row whose early list holds
+//      its boundary: one block does the deeper levels (7/6/6 bits), the tie rule and the
+//      draw from the list in shared memory, reading nothing of the row. Else, when every
+//      token at or above the boundary bin fits the row's candidate list (kRowCandidates;
+//      top-k rows), each block collects its chunk's and the row's last block does the
+//      same from them; when only the bin's own tokens fit (most top-p rows), each block
+//      also draws among the tokens above the bin as it reads, and the last block adds the
+//      bin's kept ones. Otherwise the last block reads the row level by level until the
+//      boundary's tokens fit its buffer, and leaves the draw to launch 4.
+//   4. RowDrawKernel: the draw of the rows launch 3 left (flat top-p rows whose boundary
+//      bin alone holds more than kRowCandidates tokens), the row's last block to finish
+//      writing the token.
 //
 // "The row's last block" is found with a counter in the workspace, never by waiting: the
 // block that brings the counter to G reads what the others wrote before counting.
@@ -37,14 +43,17 @@
 // Split-invariant and batch-invariant by construction: everything combined across threads
 // and blocks is a max or an integer sum (order-free), and the bin masses are summed in a
 // fixed order in one block (the candidate list's order varies, but nothing read from it
-// depends on order); so neither G, the row's strides and alignment, nor its batch
-// slot can change a token. No waits between blocks (launch order only), no inline PTX, no
-// shuffles of our own, no cuda:: functors: ports to MUSA as the fused probs kernel does.
+// depends on order); the guessed floor depends on G, but only decides where the tokens
+// at or above the boundary are read from, never which they are. So neither G, the row's
+// strides and alignment, nor its batch slot can change a token. No waits between blocks (launch
+// order only), no inline PTX, no shuffles of our own, no cuda:: functors: ports to MUSA as the
+// fused probs kernel does.
 #pragma once
 
 #include <cfloat>
 #include <cstdint>
 #include <cub/cub.cuh>
+#include <type_traits>
 
 #include "seeded_sampling.cuh"
 
@@ -61,6 +70,20 @@ constexpr uint32_t kRowCandidates = 3 * kBins0 * sizeof(uint32_t) / 8;
 static_assert(kRowCandidates <= kBuffer, "launch 3's last block copies every candidate to shared");
 constexpr uint32_t kTieList = 2048;  // a tie run this short is ranked in shared memory
 constexpr int kLogitsLevels = 4;     // 11, 7, 6, 6 bits
+// Launch 2's early list: the tokens at or above a floor guessed in launch 1 from the
+// threads' maxima (kFloorList per row). When it holds every token at or above level 0's
+// boundary bin, launch 3 reads nothing of the row.
+constexpr uint32_t kFloorList = 1024;
+constexpr uint32_t kTopPGuess = 64;  // the kept-set size guessed for a top-p row
+// From this batch size up. Below it launch 3's read is split over the row's blocks and
+// cheap, and the guess and the list cost launches 1 and 2 more than they save (H200).
+constexpr uint32_t kEarlyListRows = 4;
+constexpr uint32_t kNoFloor = 0xFFFFFFFFu;  // a row without a guessed floor
+// Launch 3 draws above a top-p row's boundary bin as it reads (one block per row, not
+// split) when at most this many tokens lie above it; a flatter row's draw, or a split
+// row's, is cheaper in launch 4 (more, smaller blocks).
+constexpr uint32_t kDrawAboveMax = 8 * kRowCandidates;
+static_assert(kFloorList <= kBuffer, "launch 3 copies the early list to shared memory");
 static_assert(kSelectThreads >= 128, "launch 3: each thread owns one bin of a deeper level");
 
 __device__ __forceinline__ uint32_t logits_level_shift(int level) {
@@ -94,6 +117,15 @@ struct RowWork {
   uint32_t needs_draw, threshold, tie_key, tie_cut;
   // Blocks of the row that have finished launch 2, 3 and 4 (the last one of each goes on).
   uint32_t hist_done, collect_done, chunks_done;
+  // Launch 2's early list: entries reserved (more than kFloorList: it overflowed), and
+  // whether it holds every token at or above level 0's bin (set by the row's last block).
+  uint32_t floor_taken, prebuffered;
+};
+
+// Launch 2's early list of a row (not zeroed: floor_taken says what is valid).
+struct FloorList {
+  uint32_t id[kFloorList];
+  float d[kFloorList];  // s - M
 };
 
 // A float's bits mapped so that unsigned order is float order (negatives below positives;
@@ -304,10 +336,13 @@ struct LogitsArgs {
   uint32_t chunks;              // G
   uint32_t chunk;               // tokens per chunk, a multiple of 16
   bool split_select;            // launch 3 on G blocks per row, not 1 (logits_split_select)
+  bool early_list;              // launch 1 guesses floors, launch 2 lists (set by the planner)
   uint32_t select_chunks;       // launch 3's blocks per row (set by the launcher)
   uint32_t select_chunk;        // their tokens per block
   unsigned long long* row_max;  // [rows, G] packed (s, id)
+  uint32_t* chunk_floor;        // [rows, G] launch 1's guessed floors (ordered bits)
   RowWork* work;                // [rows]
+  FloorList* floor_list;        // [rows]
 };
 
 template <typename T>
@@ -318,6 +353,55 @@ __device__ __forceinline__ RowPlan plan_of(const LogitsArgs<T>& a, uint32_t row)
 template <typename T>
 __device__ __forceinline__ uint64_t row_key_of(const LogitsArgs<T>& a, uint32_t row) {
   return seeded_row_key(a.seeds[row], a.positions ? a.positions[row] : 0);
+}
+
+// The rank launch 1 takes among a chunk's thread maxima to guess a row's floor: the kept
+// set's size where top-k states it, kTopPGuess for top-p; per chunk, about four times the
+// kept set's share of a split row (so the list holds a few times the kept set when the
+// row's top tokens are spread over its chunks). 0: no guess (no cut, or a kept set larger
+// than the block's threads could bound).
+__device__ __forceinline__ uint32_t floor_rank(const RowPlan& plan, uint32_t vocab,
+                                               uint32_t chunks) {
+  if (plan.greedy || !plan.cuts) return 0;
+  int64_t kept = plan.top_p < 1.f ? kTopPGuess : plan.k;
+  if (plan.k < kept) kept = plan.k;
+  if (kept <= 0 || kept > kChunkThreads) return 0;
+  const int64_t share = (4 * kept + chunks - 1) / chunks + 8;
+  return static_cast<uint32_t>(share < kept ? share : kept);
+}
+
+// Launch 1's guess of a cut row's floor in one chunk: about the rank-th largest of the
+// threads' maxima, read off a histogram of their distances below the chunk's max on a
+// geometric ladder (kLadderBase * 1.15^j: 15% steps from 1/16 to about 400). A guess only,
+// so the ladder's rounding does not matter; two barriers, no block-wide scan. Thread 0's
+// result counts (kNoFloor: fewer than `rank` threads saw a token).
+constexpr int kLadder = 64;
+constexpr float kLadderBase = 0.0625f, kLog2LadderRatio = 0.20163386f;  // log2(1.15)
+struct LadderShared {
+  uint32_t count[kLadder];
+  unsigned long long top;
+};
+template <uint32_t BLOCK>
+__device__ __forceinline__ uint32_t guess_chunk_floor(unsigned long long mine,
+                                                      unsigned long long top, uint32_t rank,
+                                                      LadderShared& sh) {
+  if (threadIdx.x == 0) sh.top = top;  // the block's max: thread 0's reduction result
+  for (uint32_t j = threadIdx.x; j < kLadder; j += BLOCK) sh.count[j] = 0;
+  __syncthreads();
+  const float m = from_ordered_bits(static_cast<uint32_t>(sh.top >> 32));
+  if (mine) {
+    const float below = m - from_ordered_bits(static_cast<uint32_t>(mine >> 32));
+    const float step = ceilf(log2f(below * (1.f / kLadderBase)) * (1.f / kLog2LadderRatio));
+    atomicAdd(&sh.count[static_cast<int>(fminf(fmaxf(step, 0.f), kLadder - 1.f))], 1u);
+  }
+  __syncthreads();
+  if (threadIdx.x != 0) return kNoFloor;
+  uint32_t seen = 0;
+  for (int j = 0; j < kLadder; ++j) {
+    seen += sh.count[j];
+    if (seen >= rank) return ordered_bits(m - kLadderBase * 1.001f * exp2f(j * kLog2LadderRatio));
+  }
+  return kNoFloor;
 }
 
 // Launch 1.
@@ -334,8 +418,18 @@ __global__ void __launch_bounds__(kChunkThreads) RowMaxKernel(LogitsArgs<T> a) {
       });
   using Reduce = cub::BlockReduce<unsigned long long, kChunkThreads>;
   __shared__ typename Reduce::TempStorage reduce;
+  const unsigned long long mine = best;
   best = Reduce(reduce).Reduce(best, MaxPacked());
-  if (threadIdx.x == 0) a.row_max[static_cast<size_t>(row) * a.chunks + chunk] = best;
+  // A cut row's guessed floor (the rank-th largest thread maximum is at most the chunk's
+  // rank-th largest s). Only a guess: launch 2 checks that it lies below the boundary.
+  __shared__ LadderShared ladder;
+  const uint32_t rank = a.early_list ? floor_rank(plan, a.vocab, a.chunks) : 0;  // block-uniform
+  const uint32_t floor =
+      rank ? guess_chunk_floor<kChunkThreads>(mine, best, rank, ladder) : kNoFloor;
+  if (threadIdx.x == 0) {
+    a.row_max[static_cast<size_t>(row) * a.chunks + chunk] = best;
+    a.chunk_floor[static_cast<size_t>(row) * a.chunks + chunk] = floor;
+  }
   // Each chunk zeroes its share of the row's workspace for launch 2.
   if (!plan.greedy) {
     uint32_t* words = reinterpret_cast<uint32_t*>(a.work + row);
@@ -361,6 +455,56 @@ __device__ __forceinline__ unsigned long long row_max_of(const LogitsArgs<T>& a,
   if (threadIdx.x == 0) *shared_slot = 0;
   __syncthreads();
   if (best) atomic_max_packed(shared_slot, best);
+  __syncthreads();
+  return *shared_slot;
+}
+
+// A thread's tokens for launch 2's early list, held in registers while it reads (a store
+// or an atomic in the reading loop slows launch 2 by a fifth), appended to the row's list
+// after it. A thread with more than kHeld of them marks the list overflowed instead.
+constexpr uint32_t kHeld = 4;
+struct EarlyHits {
+  uint32_t count = 0, id0 = 0, id1 = 0, id2 = 0, id3 = 0;
+  float d0 = 0, d1 = 0, d2 = 0, d3 = 0;
+  __device__ __forceinline__ void add(uint32_t id, float d) {
+    if (count == 0) id0 = id, d0 = d;
+    if (count == 1) id1 = id, d1 = d;
+    if (count == 2) id2 = id, d2 = d;
+    if (count == 3) id3 = id, d3 = d;
+    ++count;
+  }
+  __device__ __forceinline__ void append_to(FloorList& list, uint32_t& taken) const {
+    if (count == 0) return;
+    if (count > kHeld) {
+      atomicAdd(&taken, kFloorList + 1);  // more than the list holds: not used
+      return;
+    }
+    const uint32_t at = atomicAdd(&taken, count);
+    const uint32_t ids[kHeld] = {id0, id1, id2, id3};
+    const float ds[kHeld] = {d0, d1, d2, d3};
+#pragma unroll
+    for (uint32_t j = 0; j < kHeld; ++j) {
+      if (j < count && at + j < kFloorList) {
+        list.id[at + j] = ids[j];
+        list.d[at + j] = ds[j];
+      }
+    }
+  }
+};
+
+// The row's guessed floor (ordered bits of s): the largest of launch 1's chunk floors, each
+// a lower bound of its chunk's rank-th s, so at least `rank` tokens of the row are at or
+// above it. kNoFloor when the row has none. Every thread of the block calls it.
+template <uint32_t BLOCK, typename T>
+__device__ __forceinline__ uint32_t row_floor_of(const LogitsArgs<T>& a, uint32_t row,
+                                                 uint32_t* shared_slot) {
+  uint32_t floor = 0;
+  for (uint32_t c = threadIdx.x; c < a.chunks; c += BLOCK) {
+    floor = max(floor, a.chunk_floor[static_cast<size_t>(row) * a.chunks + c]);
+  }
+  if (threadIdx.x == 0) *shared_slot = 0;
+  __syncthreads();
+  if (floor) atomicMax(shared_slot, floor);
   __syncthreads();
   return *shared_slot;
 }
@@ -433,7 +577,9 @@ __device__ __forceinline__ bool choose_bin(BinScan<BLOCK>& scan, BinChoice& choi
 }
 
 // Launch 2. The row's last block to add its histogram chooses level 0's bin.
-template <typename T>
+// kEarlyList: the instance that lists (a.early_list); the other has none of its code,
+// as the reading loop is close to bound by instructions.
+template <typename T, bool kEarlyList>
 __global__ void __launch_bounds__(kChunkThreads) RowHistogramKernel(LogitsArgs<T> a) {
   const uint32_t row = blockIdx.x, chunk = blockIdx.y, tid = threadIdx.x;
   const RowPlan plan = plan_of(a, row);
@@ -452,6 +598,7 @@ __global__ void __launch_bounds__(kChunkThreads) RowHistogramKernel(LogitsArgs<T
   if (tid == 0) floor = ordered_bits(-INFINITY);  // row_max_of syncs before any use
   const float m =
       from_ordered_bits(static_cast<uint32_t>(row_max_of<kChunkThreads>(a, row, &max_slot) >> 32));
+  __shared__ uint32_t row_floor_slot;
   const uint32_t begin = chunk * a.chunk, end = min(begin + a.chunk, a.vocab);
   const T* logits = a.logits + row * a.row_stride;
   RowWork& w = a.work[row];
@@ -472,22 +619,42 @@ __global__ void __launch_bounds__(kChunkThreads) RowHistogramKernel(LogitsArgs<T
   for (uint32_t b = tid; b < kBins0; b += kChunkThreads) {
     sh.hist.count[b] = sh.hist.mass_high[b] = sh.hist.mass_low[b] = 0;
   }
-  __syncthreads();
+  // The early list takes the tokens in level-0 bins at or above the floor's (kNone: none
+  // without a floor). The same in every block of the row: the same floor, M and expf.
+  uint32_t floor_bin = kNone;
+  if constexpr (kEarlyList) {
+    const uint32_t row_floor = row_floor_of<kChunkThreads>(a, row, &row_floor_slot);  // syncs
+    if (row_floor != kNoFloor && row_floor >= ordered_bits(-FLT_MAX)) {
+      floor_bin = max(weight_key(expf(from_ordered_bits(row_floor) - m)) >> kShift0, 1u);
+    }
+  }
   // Only top-p reads the bins' masses: a top-k-only row adds counts alone (a third of the
   // atomics). Its masses stay 0, and nothing reads them.
   const bool cuts_p = plan.top_p < 1.f;
-  for_each_logit<kChunkThreads>(logits, a.col_stride, begin, end, [&](uint32_t i, float x) {
-    const float d = scaled_logit(x, plan.inv_temperature) - m;
-    const uint32_t key = weight_key(expf(d));
-    if (key == 0) return;  // weight 0: never kept
-    const uint32_t b = key >> kShift0;
-    atomicAdd(&sh.hist.count[b], 1u);
-    if (cuts_p) {
-      const uint32_t mantissa = (key & 0x7FFFFFu) | ((key >> 23) ? 0x800000u : 0u);
-      atomicAdd(&sh.hist.mass_high[b], mantissa >> 12);
-      atomicAdd(&sh.hist.mass_low[b], mantissa & 0xFFFu);
-    }
-  });
+  // Two instances of the reading loop: the early list's test would cost a row without a
+  // floor too.
+  EarlyHits early;
+  auto add_chunk = [&](auto listing) {
+    for_each_logit<kChunkThreads>(logits, a.col_stride, begin, end, [&](uint32_t i, float x) {
+      const float d = scaled_logit(x, plan.inv_temperature) - m;
+      const uint32_t key = weight_key(expf(d));
+      if (key == 0) return;  // weight 0: never kept
+      const uint32_t b = key >> kShift0;
+      atomicAdd(&sh.hist.count[b], 1u);
+      if (decltype(listing)::value && b >= floor_bin) early.add(i, d);
+      if (cuts_p) {
+        const uint32_t mantissa = (key & 0x7FFFFFu) | ((key >> 23) ? 0x800000u : 0u);
+        atomicAdd(&sh.hist.mass_high[b], mantissa >> 12);
+        atomicAdd(&sh.hist.mass_low[b], mantissa & 0xFFFu);
+      }
+    });
+  };
+  if (kEarlyList && floor_bin != kNone) {
+    add_chunk(std::integral_constant<bool, kEarlyList>{});
+    early.append_to(a.floor_list[row], w.floor_taken);
+  } else {
+    add_chunk(std::false_type{});
+  }
   __syncthreads();
   for (uint32_t b = tid; b < kBins0; b += kChunkThreads) {
     if (sh.hist.count[b] == 0) continue;
@@ -527,6 +694,9 @@ __global__ void __launch_bounds__(kChunkThreads) RowHistogramKernel(LogitsArgs<T
     w.above_mass = choice.above_mass;
     w.bin_mass = choice.bin_mass;
     w.limit = limit;
+    // The early list holds every token at or above the bin when it did not overflow and
+    // the bin is at or above the floor's.
+    w.prebuffered = kept && sums.floor_taken <= kFloorList && choice.bin >= floor_bin;
   }
 }
 
@@ -559,7 +729,10 @@ struct SelectShared {
 // draw too when it has every token at or above the bin (else launch 4 draws). A row whose
 // boundary bin alone does not fit: the last block reads the row level by level until the
 // boundary's tokens fit its buffer, and launch 4 draws.
-template <typename T>
+// kDrawAbove: the instance for one block per row (a.split_select false), the only one that
+// draws above a bin as it reads; the other has none of that code (it slows launch 3 by
+// 2-3 us at batch 1 on the H200).
+template <typename T, bool kDrawAbove>
 __global__ void __launch_bounds__(kSelectThreads) RowSelectKernel(LogitsArgs<T> a) {
   __shared__ SelectShared s;
   const uint32_t row = blockIdx.x, chunk = blockIdx.y, tid = threadIdx.x;
@@ -590,37 +763,67 @@ __global__ void __launch_bounds__(kSelectThreads) RowSelectKernel(LogitsArgs<T> 
   const T* logits = a.logits + row * a.row_stride;
   const bool cuts_k = plan.k < static_cast<int64_t>(a.vocab);
   const bool cuts_p = plan.top_p < 1.f;
-  // Every token at or above the boundary bin when they fit (top-k rows): the last block
-  // draws too; else the bin's own tokens when they fit (most top-p rows). Launch 2 counted
-  // them exactly, so the slots never run out (checked anyway).
-  const bool all_buffered = w.above_count + w.bin_count <= kRowCandidates;
+  // Launch 2's early list, when it holds every token at or above the boundary bin: one
+  // block of the row does the rest, reading nothing of the row.
+  const bool prebuffered = w.prebuffered;
+  // Else every token at or above the boundary bin when they fit (top-k rows): the last
+  // block draws too; else the bin's own tokens when they fit (most top-p rows). Launch 2
+  // counted them exactly, so the slots never run out (checked anyway).
+  const bool all_buffered = prebuffered || w.above_count + w.bin_count <= kRowCandidates;
   const bool bin_buffered = all_buffered || w.bin_count <= kRowCandidates;
   const uint32_t end_bin = all_buffered ? kBins0 : lowest + 1;  // collect bins [lowest, end_bin)
-  if (bin_buffered) {
+  const bool draws_above =
+      kDrawAbove && !all_buffered && bin_buffered && w.above_count <= kDrawAboveMax;
+  if (prebuffered) {
+    if (chunk != 0) return;
+  } else if (bin_buffered) {
+    // When only the bin's tokens are collected, every token above the bin is kept (min-p
+    // aside): with draws_above each block draws among its chunk's while it reads, into the
+    // row's best, and the last block adds the bin's kept tokens. No launch 4 for the row.
     const uint32_t begin = chunk * a.select_chunk, end = min(begin + a.select_chunk, a.vocab);
     const WeightCut cut(lowest << kShift0);  // most tokens lie below the bin: no expf
-    for_each_logit<kSelectThreads>(logits, a.col_stride, begin, end, [&](uint32_t i, float x) {
-      const float d = scaled_logit(x, plan.inv_temperature) - m;
-      if (d < cut.surely_out) return;
-      const uint32_t key = weight_key(expf(d));
-      const uint32_t bin = key >> kShift0;
-      if (key != 0 && bin >= lowest && bin < end_bin) {
-        const uint32_t slot = atomicAdd(&w.candidates_taken, 1u);
-        if (slot < kRowCandidates) {
-          w.u.candidates.id[slot] = i;
-          w.u.candidates.d[slot] = d;
+    // Two instances of the reading loop: the draw's code would slow the plain collection.
+    auto collect = [&](auto draw_above, GumbelMax& above, uint64_t row_key) {
+      for_each_logit<kSelectThreads>(logits, a.col_stride, begin, end, [&](uint32_t i, float x) {
+        const float d = scaled_logit(x, plan.inv_temperature) - m;
+        if (d < cut.surely_out) return;
+        const uint32_t key = weight_key(expf(d));
+        const uint32_t bin = key >> kShift0;
+        if (key != 0 && bin >= lowest && bin < end_bin) {
+          const uint32_t slot = atomicAdd(&w.candidates_taken, 1u);
+          if (slot < kRowCandidates) {
+            w.u.candidates.id[slot] = i;
+            w.u.candidates.d[slot] = d;
+          }
+        } else if (decltype(draw_above)::value && bin >= end_bin && key >= plan.min_key) {
+          above.consider(row_key, i, d);
         }
-      }
-    });
+      });
+    };
+    GumbelMax above(&s.floor);
+    if (draws_above) {
+      if (tid == 0) s.floor = ordered_bits(-INFINITY);
+      __syncthreads();
+      collect(std::integral_constant<bool, kDrawAbove>{}, above, row_key_of(a, row));
+      const unsigned long long best =
+          cub::BlockReduce<unsigned long long, kSelectThreads>(s.reduce).Reduce(above.best,
+                                                                                MaxPacked());
+      if (tid == 0 && best) atomic_max_packed(&w.row_best, best);
+    } else {
+      collect(std::false_type{}, above, 0);
+    }
   }
-  __threadfence();
-  __syncthreads();
-  if (tid == 0) s.last = atomicAdd(&w.collect_done, 1u) == a.select_chunks - 1;
-  __syncthreads();
-  if (!s.last) return;
-  __threadfence();
+  if (!prebuffered) {
+    __threadfence();
+    __syncthreads();
+    if (tid == 0) s.last = atomicAdd(&w.collect_done, 1u) == a.select_chunks - 1;
+    __syncthreads();
+    if (!s.last) return;
+    __threadfence();
+  }
 
-  // The row's last block: level 0's choice from launch 2, the candidates from this launch.
+  // The row's last block (an early-listed row's only one): level 0's choice from launch 2,
+  // the candidates from launch 2's early list or from this launch.
   double limit = w.limit;
   uint32_t prefix = 0, above_count = 0;
   double above_mass = 0;
@@ -630,7 +833,15 @@ __global__ void __launch_bounds__(kSelectThreads) RowSelectKernel(LogitsArgs<T> 
     s.choice = BinChoice{lowest, w.above_count, w.bin_count, w.above_mass, w.bin_mass};
     s.buffered = 0;
   }
-  if (bin_buffered) {
+  if (prebuffered) {  // written by launch 2: plain reads
+    const FloorList& list = a.floor_list[row];
+    const uint32_t n = w.floor_taken;  // at most kFloorList (launch 2 checked)
+    for (uint32_t c = tid; c < n; c += kSelectThreads) {
+      s.buffer_id[c] = list.id[c];
+      s.buffer_d[c] = list.d[c];
+    }
+    if (tid == 0) s.buffered = n;
+  } else if (bin_buffered) {
     const volatile RowWork& list = w;  // other blocks' writes: read from L2
     const uint32_t n = min(list.candidates_taken, kRowCandidates);
     for (uint32_t c = tid; c < n; c += kSelectThreads) {
@@ -790,8 +1001,9 @@ __global__ void __launch_bounds__(kSelectThreads) RowSelectKernel(LogitsArgs<T> 
   }
 
   // Gumbel-max over the kept tokens: here from the buffer when it holds every token at or
-  // above the boundary bin; otherwise launch 4 draws from the row, split across blocks.
-  if (!nothing_kept && !all_buffered) {
+  // above the boundary bin, or the bin's (the blocks drew above it, into the row's best);
+  // otherwise launch 4 draws from the row, split across blocks.
+  if (!nothing_kept && !all_buffered && !draws_above) {
     if (tid == 0) {
       w.threshold = threshold;
       w.tie_key = tie_key;
@@ -812,9 +1024,15 @@ __global__ void __launch_bounds__(kSelectThreads) RowSelectKernel(LogitsArgs<T> 
       if (key >= threshold && !(key == tie_key && i > tie_cut)) mine.consider(row_key, i, d);
     }
   }
-  const unsigned long long best =
+  unsigned long long best =
       cub::BlockReduce<unsigned long long, kSelectThreads>(s.reduce).Reduce(mine.best, MaxPacked());
-  if (tid == 0) a.output[row] = best ? static_cast<int32_t>(packed_id(best)) : 0;
+  if (tid == 0) {
+    if (!nothing_kept && draws_above) {  // the draws above the bin, every block's
+      const unsigned long long above = atomicCAS(&w.row_best, 0ull, 0ull);  // an atomic read
+      best = above > best ? above : best;
+    }
+    a.output[row] = best ? static_cast<int32_t>(packed_id(best)) : 0;
+  }
 }
 
 // Launch 4: the draw of the rows launch 3 left (their kept tokens did not fit its buffer),
@@ -882,7 +1100,8 @@ inline bool logits_split_select(uint32_t rows, int multiprocessors) {
 
 // Workspace bytes for `rows` rows split into `chunks`.
 inline size_t logits_workspace_bytes(uint32_t rows, uint32_t chunks) {
-  return static_cast<size_t>(rows) * (sizeof(RowWork) + chunks * sizeof(unsigned long long));
+  return static_cast<size_t>(rows) * (sizeof(RowWork) + sizeof(FloorList) +
+                                      chunks * (sizeof(unsigned long long) + sizeof(uint32_t)));
 }
 
 // Fills in what the launches derive from the caller's arguments: the workspace pointers and
@@ -891,12 +1110,39 @@ inline size_t logits_workspace_bytes(uint32_t rows, uint32_t chunks) {
 template <typename T>
 void plan_logits_launches(LogitsArgs<T>& a, uint32_t rows, void* workspace) {
   a.work = static_cast<RowWork*>(workspace);
-  a.row_max = reinterpret_cast<unsigned long long*>(a.work + rows);
+  a.floor_list = reinterpret_cast<FloorList*>(a.work + rows);
+  a.row_max = reinterpret_cast<unsigned long long*>(a.floor_list + rows);
   const uint32_t per_chunk = (a.vocab + a.chunks - 1) / a.chunks;
   a.chunk = (per_chunk + 15u) / 16u * 16u;
   a.chunks = (a.vocab + a.chunk - 1) / a.chunk;
   a.select_chunks = a.split_select ? a.chunks : 1;
   a.select_chunk = a.split_select ? a.chunk : a.vocab;
+  a.chunk_floor = reinterpret_cast<uint32_t*>(a.row_max + static_cast<size_t>(rows) * a.chunks);
+  a.early_list = rows >= kEarlyListRows;
+}
+
+// Launch `step` (0 to 3) of the four, with the instances the plan asks for (a planned by
+// plan_logits_launches). The per-launch timer calls it step by step.
+template <typename T>
+void launch_logits_step(int step, const LogitsArgs<T>& a, uint32_t rows, cudaStream_t stream) {
+  const dim3 split(rows, a.chunks), select(rows, a.select_chunks);
+  if (step == 0) {
+    RowMaxKernel<T><<<split, kChunkThreads, 0, stream>>>(a);
+  } else if (step == 1) {
+    if (a.early_list) {
+      RowHistogramKernel<T, true><<<split, kChunkThreads, 0, stream>>>(a);
+    } else {
+      RowHistogramKernel<T, false><<<split, kChunkThreads, 0, stream>>>(a);
+    }
+  } else if (step == 2) {
+    if (a.split_select) {
+      RowSelectKernel<T, false><<<select, kSelectThreads, 0, stream>>>(a);
+    } else {
+      RowSelectKernel<T, true><<<select, kSelectThreads, 0, stream>>>(a);
+    }
+  } else {
+    RowDrawKernel<T><<<split, kChunkThreads, 0, stream>>>(a);
+  }
 }
 
 // Launches the four kernels on `stream` (arguments as plan_logits_launches takes them).
@@ -904,11 +1150,7 @@ template <typename T>
 cudaError_t TopKTopPMinPSamplingFromLogits(LogitsArgs<T> a, uint32_t rows, void* workspace,
                                            cudaStream_t stream) {
   plan_logits_launches(a, rows, workspace);
-  const dim3 split(rows, a.chunks);
-  RowMaxKernel<T><<<split, kChunkThreads, 0, stream>>>(a);
-  RowHistogramKernel<T><<<split, kChunkThreads, 0, stream>>>(a);
-  RowSelectKernel<T><<<dim3(rows, a.select_chunks), kSelectThreads, 0, stream>>>(a);
-  RowDrawKernel<T><<<split, kChunkThreads, 0, stream>>>(a);
+  for (int step = 0; step < 4; ++step) launch_logits_step(step, a, rows, stream);
   return cudaGetLastError();
 }
 
