@@ -10,28 +10,30 @@
 //
 // The launches, (row, chunk) blocks, G chunks per row (G = 1 when the batch fills the GPU):
 //   1. RowMaxKernel: the chunk's largest (s, id), packed so that one integer max gives M
-//      and the argmax; zeroes the row's workspace. For a cut row, also a guessed floor:
-//      a bound, from the threads' maxima, below which the kept set probably does not reach.
+//      and the argmax; zeroes the row's workspace. For a cut row (batch >= kEarlyListRows),
+//      also a guessed floor from the threads' maxima: the kept set probably lies above it.
 //   2. RowHistogramKernel: rows that only cut by min-p (or not at all) draw here: the best
 //      key among their kept tokens (w >= min-p's threshold) of the chunk, merged by an
 //      integer max. Rows that cut by top-k or top-p add a 2048-bin histogram of w's bits
 //      (counts, and for top-p exact mantissa sums; 32-bit integer atomics) to the row's
-//      workspace, and list the tokens at or above the guessed floor (kFloorList); the
-//      row's last block to do so chooses the level-0 bin (no row read) and checks whether
-//      the list holds every token at or above it.
+//      workspace, and list the tokens in bins at or above the guessed floor's (the early
+//      list, kFloorList); the row's last block to do so chooses the level-0 bin (no row
+//      read) and checks whether the list holds every token at or above that bin.
 //   3. RowSelectKernel (G blocks per row at small batch, else 1; logits_split_select):
 //      greedy and single-threshold rows write their answer. A row whose early list holds
 //      its boundary: one block does the deeper levels (7/6/6 bits), the tie rule and the
 //      draw from the list in shared memory, reading nothing of the row. Else, when every
 //      token at or above the boundary bin fits the row's candidate list (kRowCandidates;
 //      top-k rows), each block collects its chunk's and the row's last block does the
-//      same from them; when only the bin's own tokens fit (most top-p rows), each block
-//      also draws among the tokens above the bin as it reads, and the last block adds the
-//      bin's kept ones. Otherwise the last block reads the row level by level until the
-//      boundary's tokens fit its buffer, and leaves the draw to launch 4.
-//   4. RowDrawKernel: the draw of the rows launch 3 left (flat top-p rows whose boundary
-//      bin alone holds more than kRowCandidates tokens), the row's last block to finish
-//      writing the token.
+//      same from them; when only the bin's own tokens fit (most top-p rows), the same
+//      without the draw, except that with one block per row and at most kDrawAboveMax
+//      tokens above the bin, each block draws among those as it reads and the last block
+//      adds the bin's kept ones. Otherwise the last block reads the row level by level
+//      until the boundary's tokens fit its buffer. Rows it does not draw go to launch 4.
+//   4. RowDrawKernel: the draw of the rows launch 3 left (top-p rows with many kept
+//      tokens), the row's last block to finish writing the token.
+// Launches 2 and 3 each come in two instances (launch_logits_step picks them): the code
+// of the early list and of the draw above the bin would slow the plain path.
 //
 // "The row's last block" is found with a counter in the workspace, never by waiting: the
 // block that brings the counter to G reads what the others wrote before counting.
@@ -44,10 +46,11 @@
 // and blocks is a max or an integer sum (order-free), and the bin masses are summed in a
 // fixed order in one block (the candidate list's order varies, but nothing read from it
 // depends on order); the guessed floor depends on G, but only decides where the tokens
-// at or above the boundary are read from, never which they are. So neither G, the row's
-// strides and alignment, nor its batch slot can change a token. No waits between blocks (launch
-// order only), no inline PTX, no shuffles of our own, no cuda:: functors: ports to MUSA as the
-// fused probs kernel does.
+// at or above the boundary are read from, never which they are (the same for the batch
+// size that turns the list and the draw above the bin on). So neither G, the row's strides
+// and alignment, nor its batch slot can change a token. No waits between blocks (launch
+// order only), no inline PTX, no shuffles of our own, no cuda:: functors: ports to MUSA as
+// the fused probs kernel does.
 #pragma once
 
 #include <cfloat>
