@@ -622,11 +622,12 @@ __global__ void __launch_bounds__(kChunkThreads) RowHistogramKernel(LogitsArgs<T
   for (uint32_t b = tid; b < kBins0; b += kChunkThreads) {
     sh.hist.count[b] = sh.hist.mass_high[b] = sh.hist.mass_low[b] = 0;
   }
+  __syncthreads();  // every bin zeroed before any thread adds to it (both instances)
   // The early list takes the tokens in level-0 bins at or above the floor's (kNone: none
   // without a floor). The same in every block of the row: the same floor, M and expf.
   uint32_t floor_bin = kNone;
   if constexpr (kEarlyList) {
-    const uint32_t row_floor = row_floor_of<kChunkThreads>(a, row, &row_floor_slot);  // syncs
+    const uint32_t row_floor = row_floor_of<kChunkThreads>(a, row, &row_floor_slot);
     if (row_floor != kNoFloor && row_floor >= ordered_bits(-FLT_MAX)) {
       floor_bin = max(weight_key(expf(from_ordered_bits(row_floor) - m)) >> kShift0, 1u);
     }
