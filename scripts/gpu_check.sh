@@ -8,7 +8,11 @@
 #   op, with its targets, into $OUT/sampler_step/; build in the same call or an earlier one;
 #   "forward", not in the default: issue #16's benchmark, Sampler.forward per request type
 #   and the op grid against FlashInfer 0.7.2's launchers, with its targets, into
-#   $OUT/forward/ in about 8 minutes; FORWARD_ARGS overrides its options, e.g. "--quick")
+#   $OUT/forward/ in about 8 minutes; FORWARD_ARGS overrides its options, e.g. "--quick";
+#   "racecheck", not in the default: compute-sanitizer's shared-memory race check over one
+#   from-logits case per kernel instance; added after a review found a missing barrier that
+#   memcheck and the suites passed; not yet run, so its time and any benign reports (the
+#   Gumbel draws' block floor is read while other threads raise it) are unknown)
 #
 # Each step runs in its own process with a timeout, so a hang or a sticky GPU fault fails
 # that step, not the script. Carried folders it uses when present (no network there):
@@ -93,6 +97,12 @@ if want sanitizer; then
   step "compute-sanitizer memcheck over the hazard cases"
   SAN=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
   run sanitizer.log 400 "$SAN" --tool memcheck --error-exitcode 1 $PY sgl-kernel/tests/sanitize_hazards.py
+fi
+if want racecheck; then
+  step "compute-sanitizer racecheck: batch 1 (plain instances), 8 rows (early list), 64 rows (draw above the bin)"
+  SAN=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
+  run racecheck.log 500 "$SAN" --tool racecheck --error-exitcode 1 $PY sgl-kernel/tests/sanitize_hazards.py \
+    logits-batch-1-v4097 logits-hostile-rows-v32768 logits-hostile-rows-v4097
 fi
 if want upstream && [ -d .whl-upstream ]; then
   step "upstream SGLang 0.5.23's Sampler on our ops"
