@@ -247,8 +247,10 @@ def _measure_forward(b: Bench, logits, params, backend, name, read_us):
     batch, vocab = logits.shape
     try:
         call = ForwardCall(logits, params, backend, b.device)
-        # First calls: errors surface here, and lazy set-up stays out of the numbers (the
-        # process's first cell showed one host sync on its second call, never later).
+        # First calls: errors surface here, and lazy set-up stays out of the numbers. (The
+        # process's first cell showed one host sync on its second call, never later; with
+        # three calls it still showed one on the H200 on 2026-12-04, fourth session: the
+        # cause is elsewhere and the cell is timed with its launch gaps, as its note says.)
         for _ in range(3):
             call()
         syncs = bt.host_syncs(call, b.device)
