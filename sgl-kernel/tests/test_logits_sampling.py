@@ -340,6 +340,49 @@ def test_gpu_early_list_and_its_fallbacks_agree_exactly(rows):
     _assert_gpu_gives_the_references_tokens(x, args)
 
 
+@pytest.mark.skipif(GPU is None, reason="needs a GPU")
+@pytest.mark.parametrize(
+    "rows, vocab", [(1, 40000), (6, 40000), (200, 40000), (1100, 2000)], ids=lambda v: str(v)
+)
+def test_gpu_one_pass_draw_agrees_with_the_two_pass_draw(rows, vocab):
+    """In a batch of rows that keep every token, launch 1 draws each by rho = s - log(E),
+    which needs no M, and keeps the winner only when its runner-up is far enough below;
+    else launch 2 draws it by (s - M) - log(E). With min_p = 1e-30 (a weight that small can
+    never win) every row takes launch 2's draw: every token must agree. The rows include
+    ones the first draw cannot decide: several +inf logits (equal rho), logits near 3e38
+    (rho rounds to ties), every logit -inf or NaN, large scales where rho's rounding is
+    coarse. At 1100 rows, one top-k row in the second window of 1024 rows sends that
+    window's rows to launch 2 in both calls, while the first window's draw in launch 1."""
+    g = torch.Generator().manual_seed(2000 + rows)
+    x = torch.randn(rows, vocab, generator=g) * 3.0
+    for r in range(rows):
+        kind = r % 6
+        ids = torch.randperm(vocab, generator=g)[:8]
+        if kind == 1:
+            x[r, ids] = INF
+        elif kind == 2:
+            x[r] = 3.0e38 + x[r] * 1.0e31
+        elif kind == 3:
+            x[r] = -INF
+            x[r, ids] = NAN
+        elif kind == 4:
+            x[r] *= 1.0e4
+        elif kind == 5:
+            x[r] = x[r] * 1.0e-3 + 1.0e5
+    k = torch.full((rows,), NO_K, dtype=torch.int32)
+    if rows > 1024:
+        k[1050] = 5  # a plain row (1050 % 6 == 0): min_p 1e-30 changes nothing of its top 5
+    args = dict(temperature=torch.ones(rows), top_k=k, top_p=torch.ones(rows))
+    args.update(_seeds_and_positions(rows, g))
+    xg = x.to(GPU)
+    for draw in range(4):  # other positions: other draws
+        a = _on(GPU, dict(args, positions=args["positions"] + draw))
+        one_pass, two_pass = (sample(xg, min_p=m, **a) for m in (0.0, 1.0e-30))
+        assert torch.equal(one_pass.cpu(), two_pass.cpu()), (
+            f"draw {draw}: rows {torch.nonzero(one_pass != two_pass).view(-1).tolist()}"
+        )
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA GPU")
 def test_cuda_graph_replays_draw_at_the_advanced_positions():
     x, args = _mixed_batch(32, 5000, 9)

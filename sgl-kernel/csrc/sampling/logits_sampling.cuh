@@ -10,15 +10,19 @@
 //
 // The launches, (row, chunk) blocks, G chunks per row (G = 1 when the batch fills the GPU):
 //   1. RowMaxKernel: the chunk's largest (s, id), packed so that one integer max gives M
-//      and the argmax; zeroes the row's workspace. For a cut row (batch >= kEarlyListRows),
-//      also a guessed floor from the threads' maxima: the kept set probably lies above it.
-//   2. RowHistogramKernel: rows that only cut by min-p (or not at all) draw here: the best
-//      key among their kept tokens (w >= min-p's threshold) of the chunk, merged by an
-//      integer max. Rows that cut by top-k or top-p add a 2048-bin histogram of w's bits
-//      (counts, and for top-p exact mantissa sums; 32-bit integer atomics) to the row's
-//      workspace, and list the tokens in bins at or above the guessed floor's (the early
-//      list, kFloorList); the row's last block to do so chooses the level-0 bin (no row
-//      read) and checks whether the list holds every token at or above that bin.
+//      and the argmax; zeroes the row's workspace. A row that keeps every token (no cut,
+//      no min-p) is drawn here too, in the same read (OnePassDraw). For a cut row (batch >=
+//      kEarlyListRows), also a guessed floor from the threads' maxima: the kept set
+//      probably lies above it.
+//   2. RowHistogramKernel: a row launch 1 drew takes its token (one_pass_winner), or, in
+//      the rare case launch 1 could not tell, draws again like a min-p row. Rows that only
+//      cut by min-p draw here: the best key among their kept tokens (w >= min-p's
+//      threshold) of the chunk, merged by an integer max. Rows that cut by top-k or
+//      top-p add a 2048-bin histogram of w's bits (counts, and for top-p exact mantissa
+//      sums; 32-bit integer atomics) to the row's workspace, and list the tokens in bins
+//      at or above the guessed floor's (the early list, kFloorList); the row's last block
+//      to do so chooses the level-0 bin (no row read) and checks whether the list holds
+//      every token at or above that bin.
 //   3. RowSelectKernel (G blocks per row at small batch, else 1; logits_split_select):
 //      greedy and single-threshold rows write their answer. A row whose early list holds
 //      its boundary: one block does the deeper levels (7/6/6 bits), the tie rule and the
@@ -47,7 +51,9 @@
 // fixed order in one block (the candidate list's order varies, but nothing read from it
 // depends on order); the guessed floor depends on G, but only decides where the tokens
 // at or above the boundary are read from, never which they are (the same for the batch
-// size that turns the list and the draw above the bin on). So neither G, the row's strides
+// size that turns the list and the draw above the bin on); likewise whether launch 1's
+// draw of a row decides it (its runner-up depends on which tokens the blocks skipped) only
+// decides whether launch 2 draws again, never the token. So neither G, the row's strides
 // and alignment, nor its batch slot can change a token. No waits between blocks (launch
 // order only), no inline PTX, no shuffles of our own, no cuda:: functors: ports to MUSA as
 // the fused probs kernel does.
@@ -178,6 +184,7 @@ struct RowPlan {
   float inv_temperature;  // 1 for greedy rows
   bool greedy;
   bool cuts;         // top-k or top-p cut: the histogram path
+  bool keeps_all;    // no cut and no min-p: launch 1 draws the row as it finds its max
   uint32_t min_key;  // kept weights are >= this key (1: any w > 0)
   int32_t k;
   float top_p;
@@ -193,6 +200,7 @@ __device__ __forceinline__ RowPlan plan_row(float temperature, int32_t k, float 
   plan.cuts = k < static_cast<int64_t>(vocab) || top_p < 1.f;  // NaN p: no cut
   // min-p threshold: float32(max w * min_p) = min_p; NaN or <= 0 never cuts.
   plan.min_key = min_p > 0.f ? __float_as_uint(min_p) : 1u;
+  plan.keeps_all = !plan.greedy && !plan.cuts && plan.min_key <= 1u;
   return plan;
 }
 
@@ -282,6 +290,45 @@ struct GumbelMax {
   }
 };
 
+// Launch 1's draw of a row that keeps every token, in the read that finds its max (so the
+// row needs no second read): the Gumbel-max over rho_i = s_i - log(E_i), which needs no M,
+// and the best rho of any other token (the runner-up). rho and the key every other draw
+// uses, k_i = (s_i - M) - log(E_i), differ only by two float roundings, far below
+// one_pass_margin(rho) / 2 (log(E) lies in [-37.5, 3.7], so the winner's s - M and k stay
+// within 41 of 0), so when the runner-up lies more than that below the winner, the winner
+// is the k's winner too (one_pass_winner); otherwise launch 2 draws the row again by k. A
+// token whose bound lies more than the margin below the block's best cannot matter to
+// either, and skips the logs (the margin's other half covers the bound's rounding).
+__device__ __forceinline__ float one_pass_margin(float rho) {
+  return (fabsf(rho) + 256.f) * 0x1p-19f;
+}
+struct OnePassDraw {
+  unsigned long long best = 0;  // packed (rho, id)
+  float best_rho = -INFINITY, runner_up = -INFINITY;
+  float cut = -INFINITY;  // the block's best as last read, less the margin
+  uint32_t* block_floor;  // the block's best rho (ordered bits, shared)
+  __device__ __forceinline__ explicit OnePassDraw(uint32_t* shared_floor)
+      : block_floor(shared_floor) {}
+  __device__ __forceinline__ void consider(uint64_t row_key, uint32_t token, float s) {
+    const uint32_t high = seeded_high(row_key, token);
+    const float bound = s + gumbel_bound(high);
+    if (bound < cut) return;
+    const float floor = from_ordered_bits(*static_cast<volatile uint32_t*>(block_floor));
+    cut = fmaxf(cut, floor - one_pass_margin(floor));  // increasing in floor
+    if (bound < cut) return;
+    const float rho = s - fast_log_exponential(seeded_bits(row_key, high));
+    const unsigned long long p = pack_best(rho, token);
+    if (p > best) {
+      runner_up = fmaxf(runner_up, best_rho);
+      best = p;
+      best_rho = rho;
+    } else {
+      runner_up = fmaxf(runner_up, rho);
+    }
+    if (rho > floor) atomicMax(block_floor, ordered_bits(rho));
+  }
+};
+
 // Calls f(i, x) for the row's entries begin <= i < end, as float. 16-byte loads where the
 // row is contiguous and aligned, single strided loads otherwise; every result is an
 // order-free combination, so the access pattern never changes a token.
@@ -336,16 +383,18 @@ struct LogitsArgs {
   const int64_t* seeds;
   const int64_t* positions;  // nullptr: position 0
   uint32_t vocab;
-  uint32_t chunks;              // G
-  uint32_t chunk;               // tokens per chunk, a multiple of 16
-  bool split_select;            // launch 3 on G blocks per row, not 1 (logits_split_select)
-  bool early_list;              // launch 1 guesses floors, launch 2 lists (set by the planner)
-  uint32_t select_chunks;       // launch 3's blocks per row (set by the launcher)
-  uint32_t select_chunk;        // their tokens per block
-  unsigned long long* row_max;  // [rows, G] packed (s, id)
-  uint32_t* chunk_floor;        // [rows, G] launch 1's guessed floors (ordered bits)
-  RowWork* work;                // [rows]
-  FloorList* floor_list;        // [rows]
+  uint32_t chunks;                 // G
+  uint32_t chunk;                  // tokens per chunk, a multiple of 16
+  bool split_select;               // launch 3 on G blocks per row, not 1 (logits_split_select)
+  bool early_list;                 // launch 1 guesses floors, launch 2 lists (set by the planner)
+  uint32_t select_chunks;          // launch 3's blocks per row (set by the launcher)
+  uint32_t select_chunk;           // their tokens per block
+  unsigned long long* row_max;     // [rows, G] packed (s, id)
+  uint32_t* chunk_floor;           // [rows, G] launch 1's guessed floors (ordered bits)
+  unsigned long long* chunk_draw;  // [rows, G] launch 1's winner of a keeps_all row (rho, id)
+  uint32_t* chunk_runner_up;       // [rows, G] and the best other rho (ordered bits)
+  RowWork* work;                   // [rows]
+  FloorList* floor_list;           // [rows]
 };
 
 template <typename T>
@@ -407,22 +456,77 @@ __device__ __forceinline__ uint32_t guess_chunk_floor(unsigned long long mine,
   return kNoFloor;
 }
 
-// Launch 1.
+// Whether every row of the batch is greedy or keeps every token. Only then does launch 1
+// draw the rows that keep every token: beside rows with a cut, their draw costs nothing in
+// launch 2, which runs as long as those rows' histograms, and would lengthen launch 1
+// (H200: the 8-setting menu +6 us at batch 64). Only the rows of this row's window of
+// kBatchWindow are read, so the check costs each block a bounded read at any batch size;
+// which launch draws a row never changes its token. Every thread of the block calls it.
+constexpr uint32_t kBatchWindow = 1024;
+template <uint32_t BLOCK, typename T>
+__device__ __forceinline__ bool batch_only_keeps_all(const LogitsArgs<T>& a) {
+  __shared__ uint32_t some_row_cuts;
+  if (threadIdx.x == 0) some_row_cuts = 0;
+  __syncthreads();
+  const uint32_t first = blockIdx.x / kBatchWindow * kBatchWindow;
+  const uint32_t end = min(first + kBatchWindow, gridDim.x);
+  for (uint32_t r = first + threadIdx.x; r < end; r += BLOCK) {
+    const RowPlan plan = plan_of(a, r);
+    if (!plan.greedy && !plan.keeps_all) atomicOr(&some_row_cuts, 1u);
+  }
+  __syncthreads();
+  return some_row_cuts == 0;
+}
+
+// Launch 1. At most 40 registers, for three blocks per multiprocessor (nvcc gives the
+// one-pass draw 46, and two blocks, without the bound; it needs no spill at 40).
 template <typename T>
-__global__ void __launch_bounds__(kChunkThreads) RowMaxKernel(LogitsArgs<T> a) {
+__global__ void __launch_bounds__(kChunkThreads, 3) RowMaxKernel(LogitsArgs<T> a) {
   const uint32_t row = blockIdx.x, chunk = blockIdx.y;
   const RowPlan plan = plan_of(a, row);
   const uint32_t begin = chunk * a.chunk, end = min(begin + a.chunk, a.vocab);
+  const T* logits = a.logits + row * a.row_stride;
   unsigned long long best = 0;
-  for_each_logit<kChunkThreads>(
-      a.logits + row * a.row_stride, a.col_stride, begin, end, [&](uint32_t i, float x) {
-        const unsigned long long p = pack_best(scaled_logit(x, plan.inv_temperature), i);
-        best = p > best ? p : best;
-      });
+  __shared__ uint32_t draw_floor;  // OnePassDraw's block floor
+  if (threadIdx.x == 0) draw_floor = ordered_bits(-INFINITY);
+  __syncthreads();
+  OnePassDraw draw(&draw_floor);
+  const bool draws = plan.keeps_all && batch_only_keeps_all<kChunkThreads>(a);  // block-uniform
+  if (draws) {  // M as well: launch 2 needs it when it draws the row again
+    const uint64_t row_key = row_key_of(a, row);
+    for_each_logit<kChunkThreads>(logits, a.col_stride, begin, end, [&](uint32_t i, float x) {
+      const float s = scaled_logit(x, plan.inv_temperature);
+      const unsigned long long p = pack_best(s, i);
+      best = p > best ? p : best;
+      draw.consider(row_key, i, s);
+    });
+  } else {
+    for_each_logit<kChunkThreads>(logits, a.col_stride, begin, end, [&](uint32_t i, float x) {
+      const unsigned long long p = pack_best(scaled_logit(x, plan.inv_temperature), i);
+      best = p > best ? p : best;
+    });
+  }
   using Reduce = cub::BlockReduce<unsigned long long, kChunkThreads>;
   __shared__ typename Reduce::TempStorage reduce;
   const unsigned long long mine = best;
   best = Reduce(reduce).Reduce(best, MaxPacked());
+  if (draws) {  // the chunk's winner, and the best rho of its other tokens
+    __shared__ unsigned long long drawn;
+    __shared__ typename cub::BlockReduce<uint32_t, kChunkThreads>::TempStorage reduce_rho;
+    __syncthreads();  // `reduce` is reused
+    const unsigned long long top = Reduce(reduce).Reduce(draw.best, MaxPacked());
+    if (threadIdx.x == 0) drawn = top;
+    __syncthreads();
+    const float other = draw.best == drawn ? draw.runner_up : fmaxf(draw.runner_up, draw.best_rho);
+    const uint32_t runner_up =
+        cub::BlockReduce<uint32_t, kChunkThreads>(reduce_rho).Reduce(ordered_bits(other), MaxKey());
+    if (threadIdx.x == 0) {
+      a.chunk_draw[static_cast<size_t>(row) * a.chunks + chunk] = drawn;
+      a.chunk_runner_up[static_cast<size_t>(row) * a.chunks + chunk] = runner_up;
+    }
+  } else if (plan.keeps_all && threadIdx.x == 0) {
+    a.chunk_draw[static_cast<size_t>(row) * a.chunks + chunk] = 0;  // launch 2 draws
+  }
   // A cut row's guessed floor (the rank-th largest thread maximum is at most the chunk's
   // rank-th largest s). Only a guess: launch 2 checks that it lies below the boundary.
   __shared__ LadderShared ladder;
@@ -445,21 +549,59 @@ __global__ void __launch_bounds__(kChunkThreads) RowMaxKernel(LogitsArgs<T> a) {
   }
 }
 
-// The row's M (largest scaled logit) and argmax from launch 1's chunk results; every
-// thread of the block calls it.
-template <uint32_t BLOCK, typename T>
-__device__ __forceinline__ unsigned long long row_max_of(const LogitsArgs<T>& a, uint32_t row,
-                                                         unsigned long long* shared_slot) {
-  unsigned long long best = 0;
-  for (uint32_t c = threadIdx.x; c < a.chunks; c += BLOCK) {
-    const unsigned long long p = a.row_max[static_cast<size_t>(row) * a.chunks + c];
-    best = p > best ? p : best;
+__device__ __forceinline__ void atomic_max_of(uint32_t* address, uint32_t value) {
+  atomicMax(address, value);
+}
+__device__ __forceinline__ void atomic_max_of(unsigned long long* address,
+                                              unsigned long long value) {
+  atomic_max_packed(address, value);
+}
+
+// The largest of value_of(c) over the row's chunks c (0 when none is above 0), through a
+// shared slot of its own; every thread of the block calls it.
+template <uint32_t BLOCK, typename V, typename F>
+__device__ __forceinline__ V max_over_chunks(uint32_t chunks, V* shared_slot, F&& value_of) {
+  V best = 0;
+  for (uint32_t c = threadIdx.x; c < chunks; c += BLOCK) {
+    const V v = value_of(c);
+    best = v > best ? v : best;
   }
   if (threadIdx.x == 0) *shared_slot = 0;
   __syncthreads();
-  if (best) atomic_max_packed(shared_slot, best);
+  if (best) atomic_max_of(shared_slot, best);
   __syncthreads();
   return *shared_slot;
+}
+
+// The row's M (largest scaled logit) and argmax from launch 1's chunk results.
+template <uint32_t BLOCK, typename T>
+__device__ __forceinline__ unsigned long long row_max_of(const LogitsArgs<T>& a, uint32_t row,
+                                                         unsigned long long* shared_slot) {
+  const unsigned long long* chunk_max = a.row_max + static_cast<size_t>(row) * a.chunks;
+  return max_over_chunks<BLOCK>(a.chunks, shared_slot, [&](uint32_t c) { return chunk_max[c]; });
+}
+
+// A keeps_all row's token from launch 1's chunk results, when the runner-up lies more than
+// half of one_pass_margin below the winner (OnePassDraw): the same in every block of the
+// row. 0 when it does not, or when launch 1 did not draw (batch_only_keeps_all): launch 2
+// draws the row.
+template <uint32_t BLOCK, typename T>
+__device__ __forceinline__ unsigned long long one_pass_winner(const LogitsArgs<T>& a, uint32_t row,
+                                                              unsigned long long* winner_slot,
+                                                              uint32_t* runner_up_slot) {
+  const unsigned long long* drawn = a.chunk_draw + static_cast<size_t>(row) * a.chunks;
+  const uint32_t* runner_up = a.chunk_runner_up + static_cast<size_t>(row) * a.chunks;
+  const unsigned long long winner =
+      max_over_chunks<BLOCK>(a.chunks, winner_slot, [&](uint32_t c) { return drawn[c]; });
+  if (!winner) return 0;  // launch 1 did not draw (block-uniform)
+  const uint32_t other = max_over_chunks<BLOCK>(a.chunks, runner_up_slot, [&](uint32_t c) {
+    // another chunk's winner is a runner-up too
+    return drawn[c] == winner ? runner_up[c]
+                              : max(runner_up[c], static_cast<uint32_t>(drawn[c] >> 32));
+  });
+  const double top = from_ordered_bits(static_cast<uint32_t>(winner >> 32));
+  const double gap = top - static_cast<double>(from_ordered_bits(other));  // exact in double
+  return gap > (fabs(top) + 256.0) * 0x1p-20 ? winner : 0;
 }
 
 // A thread's tokens for launch 2's early list, held in registers while it reads (a store
@@ -497,19 +639,12 @@ struct EarlyHits {
 
 // The row's guessed floor (ordered bits of s): the largest of launch 1's chunk floors, each
 // a lower bound of its chunk's rank-th s, so at least `rank` tokens of the row are at or
-// above it. kNoFloor when the row has none. Every thread of the block calls it.
+// above it. kNoFloor when the row has none.
 template <uint32_t BLOCK, typename T>
 __device__ __forceinline__ uint32_t row_floor_of(const LogitsArgs<T>& a, uint32_t row,
                                                  uint32_t* shared_slot) {
-  uint32_t floor = 0;
-  for (uint32_t c = threadIdx.x; c < a.chunks; c += BLOCK) {
-    floor = max(floor, a.chunk_floor[static_cast<size_t>(row) * a.chunks + c]);
-  }
-  if (threadIdx.x == 0) *shared_slot = 0;
-  __syncthreads();
-  if (floor) atomicMax(shared_slot, floor);
-  __syncthreads();
-  return *shared_slot;
+  const uint32_t* chunk_floor = a.chunk_floor + static_cast<size_t>(row) * a.chunks;
+  return max_over_chunks<BLOCK>(a.chunks, shared_slot, [&](uint32_t c) { return chunk_floor[c]; });
 }
 
 // One level's bin choice: shared memory for the scan over a block's threads, and the result.
@@ -599,6 +734,16 @@ __global__ void __launch_bounds__(kChunkThreads) RowHistogramKernel(LogitsArgs<T
   __shared__ bool last;
   __shared__ uint32_t floor;                      // GumbelMax's block floor
   if (tid == 0) floor = ordered_bits(-INFINITY);  // row_max_of syncs before any use
+  if (plan.keeps_all) {  // launch 1 drew it; draw again only when it could not tell
+    __shared__ unsigned long long winner_slot;
+    __shared__ uint32_t runner_up_slot;
+    const unsigned long long winner =
+        one_pass_winner<kChunkThreads>(a, row, &winner_slot, &runner_up_slot);
+    if (winner) {
+      if (chunk == 0 && tid == 0) a.work[row].row_best = winner;
+      return;
+    }
+  }
   const float m =
       from_ordered_bits(static_cast<uint32_t>(row_max_of<kChunkThreads>(a, row, &max_slot) >> 32));
   __shared__ uint32_t row_floor_slot;
@@ -725,6 +870,16 @@ struct SelectShared {
   bool last;       // this block is the row's last to finish collecting
 };
 
+// Copies n listed tokens (ids, d = s - M) to launch 3's buffer in shared memory.
+template <typename Ids, typename Ds>
+__device__ __forceinline__ void buffer_tokens(SelectShared& s, Ids ids, Ds ds, uint32_t n) {
+  for (uint32_t c = threadIdx.x; c < n; c += kSelectThreads) {
+    s.buffer_id[c] = ids[c];
+    s.buffer_d[c] = ds[c];
+  }
+  if (threadIdx.x == 0) s.buffered = n;
+}
+
 // Launch 3, (row, chunk) blocks. Greedy rows and rows without a cut write their token.
 // Rows with a cut: each block collects its chunk's tokens at or above level 0's bin into
 // the row's candidate list when they all fit kRowCandidates, else those of the bin alone
@@ -787,7 +942,7 @@ __global__ void __launch_bounds__(kSelectThreads) RowSelectKernel(LogitsArgs<T> 
     const uint32_t begin = chunk * a.select_chunk, end = min(begin + a.select_chunk, a.vocab);
     const WeightCut cut(lowest << kShift0);  // most tokens lie below the bin: no expf
     // Two instances of the reading loop: the draw's code would slow the plain collection.
-    auto collect = [&](auto draw_above, GumbelMax& above, uint64_t row_key) {
+    auto collect = [&](auto draw_above, GumbelMax* above, uint64_t row_key) {
       for_each_logit<kSelectThreads>(logits, a.col_stride, begin, end, [&](uint32_t i, float x) {
         const float d = scaled_logit(x, plan.inv_temperature) - m;
         if (d < cut.surely_out) return;
@@ -799,22 +954,22 @@ __global__ void __launch_bounds__(kSelectThreads) RowSelectKernel(LogitsArgs<T> 
             w.u.candidates.id[slot] = i;
             w.u.candidates.d[slot] = d;
           }
-        } else if (decltype(draw_above)::value && bin >= end_bin && key >= plan.min_key) {
-          above.consider(row_key, i, d);
+        } else if constexpr (decltype(draw_above)::value) {
+          if (bin >= end_bin && key >= plan.min_key) above->consider(row_key, i, d);
         }
       });
     };
-    GumbelMax above(&s.floor);
     if (draws_above) {
       if (tid == 0) s.floor = ordered_bits(-INFINITY);
       __syncthreads();
-      collect(std::integral_constant<bool, kDrawAbove>{}, above, row_key_of(a, row));
+      GumbelMax above(&s.floor);
+      collect(std::integral_constant<bool, kDrawAbove>{}, &above, row_key_of(a, row));
       const unsigned long long best =
           cub::BlockReduce<unsigned long long, kSelectThreads>(s.reduce).Reduce(above.best,
                                                                                 MaxPacked());
       if (tid == 0 && best) atomic_max_packed(&w.row_best, best);
     } else {
-      collect(std::false_type{}, above, 0);
+      collect(std::false_type{}, nullptr, 0);
     }
   }
   if (!prebuffered) {
@@ -837,22 +992,13 @@ __global__ void __launch_bounds__(kSelectThreads) RowSelectKernel(LogitsArgs<T> 
     s.choice = BinChoice{lowest, w.above_count, w.bin_count, w.above_mass, w.bin_mass};
     s.buffered = 0;
   }
-  if (prebuffered) {  // written by launch 2: plain reads
+  if (prebuffered) {  // written by launch 2: plain reads; at most kFloorList (launch 2 checked)
     const FloorList& list = a.floor_list[row];
-    const uint32_t n = w.floor_taken;  // at most kFloorList (launch 2 checked)
-    for (uint32_t c = tid; c < n; c += kSelectThreads) {
-      s.buffer_id[c] = list.id[c];
-      s.buffer_d[c] = list.d[c];
-    }
-    if (tid == 0) s.buffered = n;
+    buffer_tokens(s, list.id, list.d, w.floor_taken);
   } else if (bin_buffered) {
     const volatile RowWork& list = w;  // other blocks' writes: read from L2
-    const uint32_t n = min(list.candidates_taken, kRowCandidates);
-    for (uint32_t c = tid; c < n; c += kSelectThreads) {
-      s.buffer_id[c] = list.u.candidates.id[c];
-      s.buffer_d[c] = list.u.candidates.d[c];
-    }
-    if (tid == 0) s.buffered = n;
+    buffer_tokens(s, list.u.candidates.id, list.u.candidates.d,
+                  min(list.candidates_taken, kRowCandidates));
   }
   __syncthreads();
   // Deeper levels inside the boundary bin, from the buffer, or from the row until the
@@ -1105,7 +1251,7 @@ inline bool logits_split_select(uint32_t rows, int multiprocessors) {
 // Workspace bytes for `rows` rows split into `chunks`.
 inline size_t logits_workspace_bytes(uint32_t rows, uint32_t chunks) {
   return static_cast<size_t>(rows) * (sizeof(RowWork) + sizeof(FloorList) +
-                                      chunks * (sizeof(unsigned long long) + sizeof(uint32_t)));
+                                      chunks * 2 * (sizeof(unsigned long long) + sizeof(uint32_t)));
 }
 
 // Fills in what the launches derive from the caller's arguments: the workspace pointers and
@@ -1121,7 +1267,10 @@ void plan_logits_launches(LogitsArgs<T>& a, uint32_t rows, void* workspace) {
   a.chunks = (a.vocab + a.chunk - 1) / a.chunk;
   a.select_chunks = a.split_select ? a.chunks : 1;
   a.select_chunk = a.split_select ? a.chunk : a.vocab;
-  a.chunk_floor = reinterpret_cast<uint32_t*>(a.row_max + static_cast<size_t>(rows) * a.chunks);
+  const size_t per_chunk_values = static_cast<size_t>(rows) * a.chunks;
+  a.chunk_draw = a.row_max + per_chunk_values;
+  a.chunk_floor = reinterpret_cast<uint32_t*>(a.chunk_draw + per_chunk_values);
+  a.chunk_runner_up = a.chunk_floor + per_chunk_values;
   a.early_list = rows >= kEarlyListRows;
 }
 
