@@ -600,7 +600,8 @@ __device__ __forceinline__ unsigned long long one_pass_winner(const LogitsArgs<T
                               : max(runner_up[c], static_cast<uint32_t>(drawn[c] >> 32));
   });
   const double top = from_ordered_bits(static_cast<uint32_t>(winner >> 32));
-  const double gap = top - static_cast<double>(from_ordered_bits(other));  // exact in double
+  // Exact in double unless their exponents differ by more than 29: far beyond the margin.
+  const double gap = top - static_cast<double>(from_ordered_bits(other));
   return gap > (fabs(top) + 256.0) * 0x1p-20 ? winner : 0;
 }
 
