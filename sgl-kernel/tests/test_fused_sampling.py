@@ -85,8 +85,8 @@ def _documented_exponential(seed: int, position: int, token: int) -> float:
     mask64, mask32 = (1 << 64) - 1, (1 << 32) - 1
 
     def mix32(x: int) -> int:
-        x = ((x ^ (x >> 16)) * 0x7FEB352D) & mask32
-        x = ((x ^ (x >> 15)) * 0x846CA68B) & mask32
+        x = ((x ^ (x >> 16)) * ref._MIX32_1) & mask32
+        x = ((x ^ (x >> 15)) * ref._MIX32_2) & mask32
         return x ^ (x >> 16)
 
     key = (seed * ref._MIX_SEED + position * ref._MIX_POS) & mask64
@@ -94,7 +94,7 @@ def _documented_exponential(seed: int, position: int, token: int) -> float:
     key = ((key ^ (key >> 27)) * ref._MIX_2) & mask64
     key ^= key >> 31
     a, b = key & mask32, key >> 32
-    high = mix32(((a + token * 0x9E3779B9) & mask32) ^ b)
+    high = mix32(((a + token * ref._MIX_TOKEN) & mask32) ^ b)
     low = mix32((high + b) & mask32)
     m = (high << 21) | (low >> 11)
     with decimal.localcontext() as ctx:

@@ -352,7 +352,7 @@ def test_gpu_one_pass_draw_agrees_with_the_two_pass_draw(rows, vocab):
     ones the first draw cannot decide: several +inf logits (equal rho), logits near 3e38
     (rho rounds to ties), every logit -inf or NaN, large scales where rho's rounding is
     coarse. At 1100 rows, one top-k row in the second window of 1024 rows sends that
-    window's rows to launch 2 in both calls, while the first window's draw in launch 1."""
+    window's rows to launch 2 in both calls, while the first window's rows draw in launch 1."""
     g = torch.Generator().manual_seed(2000 + rows)
     x = torch.randn(rows, vocab, generator=g) * 3.0
     for r in range(rows):
