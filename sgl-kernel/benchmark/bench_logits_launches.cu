@@ -104,9 +104,10 @@ int main() {
       a.col_stride = 1;
       a.output = out;
       a.temperature = t;
-      a.top_k = k;
-      a.top_p = p;
-      a.min_p = mp;
+      // A filter the case does not use is absent (nullptr), as the Sampler passes it.
+      a.top_k = f.k < static_cast<int>(vocab) ? k : nullptr;
+      a.top_p = f.p < 1.f ? p : nullptr;
+      a.min_p = f.minp > 0.f ? mp : nullptr;
       a.seeds = seeds;
       a.positions = nullptr;
       a.vocab = vocab;

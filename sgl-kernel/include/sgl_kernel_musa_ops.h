@@ -63,10 +63,12 @@ void top_k_top_p_min_p_sampling_from_probs(at::Tensor probs, at::Tensor output, 
                                            at::Tensor positions);
 // From logits: per-row temperature (<= 0: greedy), the Sampler's non-finite contract, then
 // the fused op's filters on the kernel's float32 softmax, keyed by (seeds[i], positions[i]);
-// logits float32/float16/bfloat16 with any strides; positions None: 0.
+// logits float32/float16/bfloat16 with any strides; a filter None cuts no row (without
+// top_k and top_p the op makes two launches, not four); positions None: 0.
 void top_k_top_p_min_p_sampling_from_logits(at::Tensor logits, at::Tensor output,
-                                            at::Tensor temperature, at::Tensor top_k,
-                                            at::Tensor top_p, at::Tensor min_p, at::Tensor seeds,
+                                            at::Tensor temperature, std::optional<at::Tensor> top_k,
+                                            std::optional<at::Tensor> top_p,
+                                            std::optional<at::Tensor> min_p, at::Tensor seeds,
                                             std::optional<at::Tensor> positions);
 
 // Chain speculative sampling (FlashInfer's ChainSpeculativeSampling): draft tokens of each

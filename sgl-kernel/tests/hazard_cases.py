@@ -830,6 +830,29 @@ def logits_expectation(x: torch.Tensor, params: dict):
 _LOGIT_SEEDS = {"ordinary": (7, 3), "int64-edges": (-(2**63), 2**63 - 1)}
 
 
+def _row_slice(v, i, device):
+    return None if v is None else v[i : i + 1].to(device)
+
+
+def _rows_cut_by_none_of(filters):
+    """A build(): _logit_rows' rows that none of `filters` cuts, for passing them as None
+    (the op's other path: without top-k and top-p, two launches)."""
+    no_cut = {
+        "top_k": lambda v, vocab: v >= vocab,
+        "top_p": lambda v, vocab: ~(v < 1),
+        "min_p": lambda v, vocab: ~(v > 0),
+    }
+
+    def build(vocab, dtype, seed):
+        x, params = _logit_rows(vocab, dtype, seed)
+        keep = torch.ones(x.size(0), dtype=torch.bool)
+        for f in filters:
+            keep &= no_cut[f](params[f], vocab)
+        return x[keep], {n: v[keep] for n, v in params.items()}
+
+    return build
+
+
 def logits_hazard(
     name,
     vocab,
@@ -842,10 +865,12 @@ def logits_hazard(
     build=None,
     want=None,
     gpu_only=False,
+    absent=(),
 ):
     """The from-logits op on build() (default: _logit_rows), each row drawn `draws`
     times with its own seed; batch1: one call per draw (a lone row: the split G > 1).
-    want: {row: its exact distribution, by hand}."""
+    want: {row: its exact distribution, by hand}. absent: filters passed as None (the
+    rows must be ones they cut nothing of)."""
 
     def run(device):
         op = sgl_kernel.top_k_top_p_min_p_sampling_from_logits
@@ -858,19 +883,20 @@ def logits_hazard(
         args["positions"] = torch.full((rows.numel(),), position, dtype=torch.int64)
         if seeds == "int64-edges":
             args["positions"][1::2] = -(2**63)
+        args.update(dict.fromkeys(absent))
         xd = x.to(LOGIT_DTYPES[dtype])
         if batch1:
             got = torch.cat(
                 [
                     op(
                         _logits_layout(xd[r : r + 1], device, layout),
-                        **{a: v[i : i + 1].to(device) for a, v in args.items()},
+                        **{a: _row_slice(v, i, device) for a, v in args.items()},
                     ).cpu()
                     for i, r in enumerate(rows.tolist())
                 ]
             )
         else:
-            dev_args = {a: v.to(device) for a, v in args.items()}
+            dev_args = {a: None if v is None else v.to(device) for a, v in args.items()}
             got = op(_logits_layout(xd[rows], device, layout), **dev_args).cpu()
         synchronize(device)
         what = f"{name} on {device}"
@@ -942,6 +968,21 @@ logits_hazard(
 for _v in GPU_VOCABS:
     logits_hazard(f"logits-batch-1-v{_v}", _v, 8, batch1=True, gpu_only=True)
 logits_hazard("logits-int64-edge-seeds-v300", 300, 64, seeds="int64-edges")
+# Filters passed as None: greedy, min-p and keep-all rows only.
+for _name, _absent, _v, _batch1, _draws in [
+    ("logits-no-top-k-p-v4097", ("top_k", "top_p"), 4097, False, 64),
+    ("logits-no-top-k-p-batch-1-v9000", ("top_k", "top_p"), 9000, True, 4),
+    ("logits-no-filters-v128256", ("top_k", "top_p", "min_p"), 128256, False, 8),
+]:
+    logits_hazard(
+        _name,
+        _v,
+        _draws,
+        batch1=_batch1,
+        build=_rows_cut_by_none_of(_absent),
+        absent=_absent,
+        gpu_only=_v > 4097,
+    )
 logits_hazard("logits-int64-edge-seeds-v128256", 128256, 8, seeds="int64-edges", gpu_only=True)
 
 

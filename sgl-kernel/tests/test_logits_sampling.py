@@ -22,8 +22,8 @@ from sgl_kernel.testing import (
 
 OP = "top_k_top_p_min_p_sampling_from_logits"
 SCHEMA = (
-    f"sgl_kernel::{OP}(Tensor logits, Tensor(a!) output, Tensor temperature, Tensor top_k, "
-    "Tensor top_p, Tensor min_p, Tensor seeds, Tensor? positions) -> ()"
+    f"sgl_kernel::{OP}(Tensor logits, Tensor(a!) output, Tensor temperature, Tensor? top_k, "
+    "Tensor? top_p, Tensor? min_p, Tensor seeds, Tensor? positions) -> ()"
 )
 INF, NAN = float("inf"), float("nan")
 NO_K = 2**31 - 1
@@ -458,6 +458,50 @@ def test_wrapper_paths(device):
     assert sample(xd[:0], 1.0, 5, 0.9, 0.0).shape == (0,)
 
 
+def test_absent_filters_cut_nothing(device, monkeypatch):
+    """A filter given as None, or as a number that cuts nothing, reaches the op as None
+    (on a GPU: without top-k and top-p, two launches that write every token, not four)
+    and gives the tokens of per-row values that cut nothing, row for row: greedy rows
+    (temperature 0) included, beside min-p and top-k rows."""
+    rows, vocab = 40, 5000
+    x, args = _mixed_batch(rows, vocab, 8)
+    a = _on(device, args)
+    xd = x.to(device)
+    t, seeds, positions = a["temperature"], a["seeds"], a["positions"]
+    off = dict(
+        top_k=torch.full((rows,), vocab, dtype=torch.int32, device=device),
+        top_p=torch.ones(rows, device=device),
+        min_p=torch.zeros(rows, device=device),
+    )
+    given = []
+    real = sgl_kernel.musa._ops
+
+    class Spy:  # records which filters reach the op as None
+        class top_k_top_p_min_p_sampling_from_logits:
+            @staticmethod
+            def default(*op_args):
+                given.append(tuple(v is None for v in op_args[3:6]))
+                return getattr(real, OP).default(*op_args)
+
+    monkeypatch.setattr(sgl_kernel.musa, "_ops", Spy)
+    for kept in ({}, {"min_p": a["min_p"]}, {"top_k": a["top_k"]}, {"top_p": a["top_p"]}):
+        want = sample(xd, t, **dict(off, **kept), seeds=seeds, positions=positions)
+        absent = dict.fromkeys(off, None) | kept
+        got = sample(xd, t, **absent, seeds=seeds, positions=positions)
+        assert torch.equal(got.cpu(), want.cpu()), f"filters {sorted(kept)}: tokens differ"
+        assert given[-1] == tuple(name not in kept for name in off)
+        given.clear()
+    scalars = sample(xd, t, vocab, 1.0, 0.0, seeds=seeds, positions=positions)
+    assert given == [(True, True, True)]
+    assert torch.equal(scalars, sample(xd, t, seeds=seeds, positions=positions))
+    assert torch.equal(scalars, sample(xd, t, INF, NAN, NAN, seeds=seeds, positions=positions))
+    assert given[1:] == [(True, True, True)] * 2
+    assert torch.equal(scalars.cpu(), sample(xd, t, **off, seeds=seeds, positions=positions).cpu())
+    given.clear()
+    sample(xd, t, vocab - 1, 0.99, 1e-9, seeds=seeds)  # numbers that cut: arrays
+    assert given == [(False, False, False)]
+
+
 @pytest.mark.parametrize("bad, error, message", [
     (dict(logits=torch.zeros(2, 5, dtype=torch.int32)), TypeError, "logits must be float16"),
     (dict(logits=torch.zeros(10)), RuntimeError, "logits must be 2-D"),
@@ -515,6 +559,9 @@ def test_exported_with_a_reference_and_a_validator():
 
 
 @pytest.mark.parametrize("rows", [0, 3], ids=lambda r: f"batch{r}")
-def test_opcheck(rows, device):
-    args = tuple(_raw(device, rows=rows).values())
-    torch.library.opcheck(getattr(torch.ops.sgl_kernel, OP).default, args)
+@pytest.mark.parametrize("filters", ["given", "absent"])
+def test_opcheck(rows, filters, device):
+    args = _raw(device, rows=rows)
+    if filters == "absent":
+        args.update(top_k=None, top_p=None, min_p=None)
+    torch.library.opcheck(getattr(torch.ops.sgl_kernel, OP).default, tuple(args.values()))

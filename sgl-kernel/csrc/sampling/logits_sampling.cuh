@@ -14,19 +14,20 @@
 //      no min-p) is drawn here too, in the same read (OnePassDraw). For a cut row (batch >=
 //      kEarlyListRows), also a guessed floor from the threads' maxima: the kept set
 //      probably lies above it.
-//   2. RowHistogramKernel: a row launch 1 drew takes its token (one_pass_winner), or, in
-//      the rare case launch 1 could not tell, draws again like a min-p row. Rows that only
-//      cut by min-p draw here: the best key among their kept tokens (w >= min-p's
-//      threshold) of the chunk, merged by an integer max. Rows that cut by top-k or
-//      top-p add a 2048-bin histogram of w's bits (counts, and for top-p exact mantissa
-//      sums; 32-bit integer atomics) to the row's workspace, and list the tokens in bins
-//      at or above the guessed floor's (the early list, kFloorList); the row's last block
-//      to do so chooses the level-0 bin (no row read) and checks whether the list holds
-//      every token at or above that bin.
-//   3. RowSelectKernel (G blocks per row at small batch, else 1; logits_split_select):
-//      greedy and single-threshold rows write their answer. A row whose early list holds
-//      its boundary: one block does the deeper levels (7/6/6 bits), the tie rule and the
-//      draw from the list in shared memory, reading nothing of the row. Else, when every
+//   2. RowHistogramKernel: greedy rows write their argmax; a row launch 1 drew writes its
+//      token (one_pass_winner), or, in the rare case launch 1 could not tell, draws again
+//      like a min-p row. Rows that only cut by min-p draw here: the best key among their
+//      kept tokens (w >= min-p's threshold) of the chunk, merged by an integer max, the
+//      row's last block writing the token. Rows that cut by top-k or top-p add a 2048-bin
+//      histogram of w's bits (counts, and for top-p exact mantissa sums; 32-bit integer
+//      atomics) to the row's workspace, and list the tokens in bins at or above the
+//      guessed floor's (the early list, kFloorList); the row's last block to do so chooses
+//      the level-0 bin (no row read) and checks whether the list holds every token at or
+//      above that bin.
+//   3. RowSelectKernel (G blocks per row at small batch, else 1; logits_split_select),
+//      rows with a top-k or top-p cut only. A row whose early list holds its boundary: one
+//      block does the deeper levels (7/6/6 bits), the tie rule and the draw from the list
+//      in shared memory, reading nothing of the row. Else, when every
 //      token at or above the boundary bin fits the row's candidate list (kRowCandidates;
 //      top-k rows), each block collects its chunk's and the row's last block does the
 //      same from them; when only the bin's own tokens fit (most top-p rows), the same
@@ -37,7 +38,8 @@
 //   4. RowDrawKernel: the draw of the rows launch 3 left (top-p rows with many kept
 //      tokens), the row's last block to finish writing the token.
 // Launches 2 and 3 each come in two instances (launch_logits_step picks them): the code
-// of the early list and of the draw above the bin would slow the plain path.
+// of the early list and of the draw above the bin would slow the plain path. When the
+// caller gives neither top_k nor top_p (None: no row cuts), launches 3 and 4 are not made.
 //
 // "The row's last block" is found with a counter in the workspace, never by waiting: the
 // block that brings the counter to G reads what the others wrote before counting.
@@ -377,7 +379,7 @@ struct LogitsArgs {
   int64_t row_stride, col_stride;
   int32_t* output;
   const float* temperature;
-  const int32_t* top_k;
+  const int32_t* top_k;  // nullptr: no row cuts by top-k (likewise top_p, min_p)
   const float* top_p;
   const float* min_p;
   const int64_t* seeds;
@@ -387,6 +389,7 @@ struct LogitsArgs {
   uint32_t chunk;                  // tokens per chunk, a multiple of 16
   bool split_select;               // launch 3 on G blocks per row, not 1 (logits_split_select)
   bool early_list;                 // launch 1 guesses floors, launch 2 lists (set by the planner)
+  bool may_cut;                    // top_k or top_p given: launches 3 and 4 run (the planner)
   uint32_t select_chunks;          // launch 3's blocks per row (set by the launcher)
   uint32_t select_chunk;           // their tokens per block
   unsigned long long* row_max;     // [rows, G] packed (s, id)
@@ -397,9 +400,11 @@ struct LogitsArgs {
   FloorList* floor_list;           // [rows]
 };
 
+// An absent filter (nullptr: the caller passed None) cuts no row.
 template <typename T>
 __device__ __forceinline__ RowPlan plan_of(const LogitsArgs<T>& a, uint32_t row) {
-  return plan_row(a.temperature[row], a.top_k[row], a.top_p[row], a.min_p[row], a.vocab);
+  return plan_row(a.temperature[row], a.top_k ? a.top_k[row] : INT32_MAX,
+                  a.top_p ? a.top_p[row] : 1.f, a.min_p ? a.min_p[row] : 0.f, a.vocab);
 }
 
 template <typename T>
@@ -488,8 +493,8 @@ __global__ void __launch_bounds__(kChunkThreads, 3) RowMaxKernel(LogitsArgs<T> a
   const T* logits = a.logits + row * a.row_stride;
   unsigned long long best = 0;
   __shared__ uint32_t draw_floor;  // OnePassDraw's block floor
-  if (threadIdx.x == 0) draw_floor = ordered_bits(-INFINITY);
-  __syncthreads();
+  // Only a row that may draw uses it, and batch_only_keeps_all syncs before any use.
+  if (plan.keeps_all && threadIdx.x == 0) draw_floor = ordered_bits(-INFINITY);
   OnePassDraw draw(&draw_floor);
   const bool draws = plan.keeps_all && batch_only_keeps_all<kChunkThreads>(a);  // block-uniform
   if (draws) {  // M as well: launch 2 needs it when it draws the row again
@@ -715,21 +720,43 @@ __device__ __forceinline__ bool choose_bin(BinScan<BLOCK>& scan, BinChoice& choi
   return true;
 }
 
-// Launch 2. The row's last block to add its histogram chooses level 0's bin.
+// Called by thread 0 of each of a row's `blocks` blocks with its block's best (packed key,
+// id; 0: none): the row's best is their max, and the last block to count (a counter, no
+// waiting) writes the row's token, 0 when nothing was kept.
+__device__ __forceinline__ void add_best_and_finish(RowWork& w, uint32_t& done, uint32_t blocks,
+                                                    unsigned long long best, int32_t* token) {
+  if (best) atomic_max_packed(&w.row_best, best);
+  __threadfence();  // the max is visible before this block counts as done
+  if (atomicAdd(&done, 1u) != blocks - 1) return;
+  __threadfence();
+  const unsigned long long winner = atomicCAS(&w.row_best, 0ull, 0ull);  // an atomic read
+  *token = winner ? static_cast<int32_t>(packed_id(winner)) : 0;
+}
+
+// Launch 2. Writes the token of greedy rows and rows without a cut. The row's last block
+// to add its histogram chooses level 0's bin.
 // kEarlyList: the instance that lists (a.early_list); the other has none of its code,
 // as the reading loop is close to bound by instructions.
 template <typename T, bool kEarlyList>
 __global__ void __launch_bounds__(kChunkThreads) RowHistogramKernel(LogitsArgs<T> a) {
   const uint32_t row = blockIdx.x, chunk = blockIdx.y, tid = threadIdx.x;
   const RowPlan plan = plan_of(a, row);
-  if (plan.greedy) return;
+  __shared__ unsigned long long max_slot;
+  if (plan.greedy) {  // the argmax, from launch 1's chunk maxima
+    if (chunk != 0) return;
+    const unsigned long long top = row_max_of<kChunkThreads>(a, row, &max_slot);
+    // top_k == 1 keeps the argmax unless top-p < 0 or min-p > 1 cut it.
+    const bool kept =
+        !(a.temperature[row] > 0.f) || (!(plan.top_p < 0.f) && plan.min_key <= 0x3F800000u);
+    if (tid == 0) a.output[row] = kept ? static_cast<int32_t>(packed_id(top)) : 0;
+    return;
+  }
   __shared__ union {
     struct {
       uint32_t count[kBins0], mass_high[kBins0], mass_low[kBins0];
     } hist;
     BinScan<kChunkThreads> scan;
   } sh;
-  __shared__ unsigned long long max_slot;
   __shared__ typename cub::BlockReduce<unsigned long long, kChunkThreads>::TempStorage reduce;
   __shared__ BinChoice choice;
   __shared__ bool last;
@@ -741,7 +768,7 @@ __global__ void __launch_bounds__(kChunkThreads) RowHistogramKernel(LogitsArgs<T
     const unsigned long long winner =
         one_pass_winner<kChunkThreads>(a, row, &winner_slot, &runner_up_slot);
     if (winner) {
-      if (chunk == 0 && tid == 0) a.work[row].row_best = winner;
+      if (chunk == 0 && tid == 0) a.output[row] = static_cast<int32_t>(packed_id(winner));
       return;
     }
   }
@@ -762,7 +789,7 @@ __global__ void __launch_bounds__(kChunkThreads) RowHistogramKernel(LogitsArgs<T
     });
     const unsigned long long best =
         cub::BlockReduce<unsigned long long, kChunkThreads>(reduce).Reduce(mine.best, MaxPacked());
-    if (tid == 0 && best) atomic_max_packed(&w.row_best, best);
+    if (tid == 0) add_best_and_finish(w, w.hist_done, a.chunks, best, a.output + row);
     return;
   }
   for (uint32_t b = tid; b < kBins0; b += kChunkThreads) {
@@ -881,14 +908,14 @@ __device__ __forceinline__ void buffer_tokens(SelectShared& s, Ids ids, Ds ds, u
   if (threadIdx.x == 0) s.buffered = n;
 }
 
-// Launch 3, (row, chunk) blocks. Greedy rows and rows without a cut write their token.
-// Rows with a cut: each block collects its chunk's tokens at or above level 0's bin into
-// the row's candidate list when they all fit kRowCandidates, else those of the bin alone
-// when they fit; the row's last block to finish (a counter, no waiting) copies them to
-// shared memory and does the deeper levels and the tie without reading the row, and the
-// draw too when it has every token at or above the bin (else launch 4 draws). A row whose
-// boundary bin alone does not fit: the last block reads the row level by level until the
-// boundary's tokens fit its buffer, and launch 4 draws.
+// Launch 3, (row, chunk) blocks, for rows with a top-k or top-p cut: each block collects
+// its chunk's tokens at or above level 0's bin into the row's candidate list when they all
+// fit kRowCandidates, else those of the bin alone when they fit; the row's last block to
+// finish (a counter, no waiting) copies them to shared memory and does the deeper levels
+// and the tie without reading the row, and the draw too when it has every token at or
+// above the bin (else launch 4 draws). A row whose boundary bin alone does not fit: the
+// last block reads the row level by level until the boundary's tokens fit its buffer, and
+// launch 4 draws.
 // kDrawAbove: the instance for one block per row (a.split_select false), the only one that
 // draws above a bin as it reads; the other has none of that code (it slows launch 3 by
 // 2-3 us at batch 1 on the H200).
@@ -898,21 +925,7 @@ __global__ void __launch_bounds__(kSelectThreads) RowSelectKernel(LogitsArgs<T> 
   const uint32_t row = blockIdx.x, chunk = blockIdx.y, tid = threadIdx.x;
   const RowPlan plan = plan_of(a, row);
   RowWork& w = a.work[row];
-  if (plan.greedy) {
-    if (chunk != 0) return;
-    const unsigned long long top = row_max_of<kSelectThreads>(a, row, &s.packed);
-    // top_k == 1 keeps the argmax unless top-p < 0 or min-p > 1 cut it.
-    const bool kept =
-        !(a.temperature[row] > 0.f) || (!(plan.top_p < 0.f) && plan.min_key <= 0x3F800000u);
-    if (tid == 0) a.output[row] = kept ? static_cast<int32_t>(packed_id(top)) : 0;
-    return;
-  }
-  if (!plan.cuts) {
-    if (chunk == 0 && tid == 0) {
-      a.output[row] = w.row_best ? static_cast<int32_t>(packed_id(w.row_best)) : 0;
-    }
-    return;
-  }
+  if (plan.greedy || !plan.cuts) return;  // launch 2 wrote their token
   const uint32_t lowest = w.chosen_bin;
   if (lowest == kNone) {  // level 0 kept nothing (k <= 0 or p < 0)
     if (chunk == 0 && tid == 0) a.output[row] = 0;
@@ -1197,7 +1210,6 @@ __global__ void __launch_bounds__(kChunkThreads) RowDrawKernel(LogitsArgs<T> a) 
   if (plan.greedy || !plan.cuts || !w.needs_draw) return;
   __shared__ unsigned long long max_slot;
   __shared__ typename cub::BlockReduce<unsigned long long, kChunkThreads>::TempStorage reduce;
-  __shared__ bool last;
   __shared__ uint32_t floor;                              // GumbelMax's block floor
   if (threadIdx.x == 0) floor = ordered_bits(-INFINITY);  // row_max_of syncs before any use
   const float m =
@@ -1218,17 +1230,7 @@ __global__ void __launch_bounds__(kChunkThreads) RowDrawKernel(LogitsArgs<T> a) 
                                 });
   const unsigned long long best =
       cub::BlockReduce<unsigned long long, kChunkThreads>(reduce).Reduce(mine.best, MaxPacked());
-  if (threadIdx.x == 0) {
-    if (best) atomic_max_packed(&w.row_best, best);
-    __threadfence();  // the max is visible before this block counts as done
-    last = atomicAdd(&w.chunks_done, 1u) == a.chunks - 1;
-  }
-  __syncthreads();
-  if (last && threadIdx.x == 0) {
-    __threadfence();
-    const unsigned long long winner = atomicCAS(&w.row_best, 0ull, 0ull);  // an atomic read
-    a.output[row] = winner ? static_cast<int32_t>(packed_id(winner)) : 0;
-  }
+  if (threadIdx.x == 0) add_best_and_finish(w, w.chunks_done, a.chunks, best, a.output + row);
 }
 
 // Blocks per row: enough (row, chunk) blocks to fill every multiprocessor (four blocks of
@@ -1273,12 +1275,14 @@ void plan_logits_launches(LogitsArgs<T>& a, uint32_t rows, void* workspace) {
   a.chunk_floor = reinterpret_cast<uint32_t*>(a.chunk_draw + per_chunk_values);
   a.chunk_runner_up = a.chunk_floor + per_chunk_values;
   a.early_list = rows >= kEarlyListRows;
+  a.may_cut = a.top_k != nullptr || a.top_p != nullptr;
 }
 
 // Launch `step` (0 to 3) of the four, with the instances the plan asks for (a planned by
 // plan_logits_launches). The per-launch timer calls it step by step.
 template <typename T>
 void launch_logits_step(int step, const LogitsArgs<T>& a, uint32_t rows, cudaStream_t stream) {
+  if (step >= 2 && !a.may_cut) return;  // launch 2 wrote every row's token
   const dim3 split(rows, a.chunks), select(rows, a.select_chunks);
   if (step == 0) {
     RowMaxKernel<T><<<split, kChunkThreads, 0, stream>>>(a);

@@ -138,14 +138,21 @@ void check_vector(const char* op, const char* name, const at::Tensor& t, at::Sca
 }
 
 // The per-row filter and seed arrays of the two fused ops (probs and logits), in the order
-// their errors are reported.
-void check_fused_row_arrays(const char* op, const at::Tensor& top_k, const at::Tensor& top_p,
-                            const at::Tensor& min_p, const at::Tensor& seeds, int64_t rows,
-                            const at::Tensor& x) {
-  check_vector(op, "top_k", top_k, at::kInt, rows, x);
-  check_vector(op, "top_p", top_p, at::kFloat, rows, x);
-  check_vector(op, "min_p", min_p, at::kFloat, rows, x);
+// their errors are reported. A filter the logits op was not given is not checked.
+void check_fused_row_arrays(const char* op, const std::optional<at::Tensor>& top_k,
+                            const std::optional<at::Tensor>& top_p,
+                            const std::optional<at::Tensor>& min_p, const at::Tensor& seeds,
+                            int64_t rows, const at::Tensor& x) {
+  if (top_k.has_value()) check_vector(op, "top_k", *top_k, at::kInt, rows, x);
+  if (top_p.has_value()) check_vector(op, "top_p", *top_p, at::kFloat, rows, x);
+  if (min_p.has_value()) check_vector(op, "min_p", *min_p, at::kFloat, rows, x);
   check_vector(op, "seeds", seeds, at::kLong, rows, x);
+}
+
+// An optional per-row array's data, nullptr when absent (the kernel's "cuts no row").
+template <typename T>
+const T* data_or_null(const std::optional<at::Tensor>& arr) {
+  return arr.has_value() ? arr->data_ptr<T>() : nullptr;
 }
 
 // Per-row parameter array (one entry per probability row) or nullptr for "use the scalar".
@@ -452,8 +459,9 @@ void top_k_top_p_min_p_sampling_from_probs(at::Tensor probs, at::Tensor output, 
 }
 
 void top_k_top_p_min_p_sampling_from_logits(at::Tensor logits, at::Tensor output,
-                                            at::Tensor temperature, at::Tensor top_k,
-                                            at::Tensor top_p, at::Tensor min_p, at::Tensor seeds,
+                                            at::Tensor temperature, std::optional<at::Tensor> top_k,
+                                            std::optional<at::Tensor> top_p,
+                                            std::optional<at::Tensor> min_p, at::Tensor seeds,
                                             std::optional<at::Tensor> positions) {
   constexpr const char* op = "top_k_top_p_min_p_sampling_from_logits";
   TORCH_CHECK(!logits.is_cpu(), op, ": logits must be on the GPU, got device ",
@@ -491,9 +499,9 @@ void top_k_top_p_min_p_sampling_from_logits(at::Tensor logits, at::Tensor output
       args.col_stride = logits.stride(1);
       args.output = output.data_ptr<int32_t>();
       args.temperature = temperature.data_ptr<float>();
-      args.top_k = top_k.data_ptr<int32_t>();
-      args.top_p = top_p.data_ptr<float>();
-      args.min_p = min_p.data_ptr<float>();
+      args.top_k = data_or_null<int32_t>(top_k);
+      args.top_p = data_or_null<float>(top_p);
+      args.min_p = data_or_null<float>(min_p);
       args.seeds = seeds.data_ptr<int64_t>();
       args.positions = positions.has_value() ? positions->data_ptr<int64_t>() : nullptr;
       args.vocab = vocab;
@@ -628,8 +636,8 @@ void register_sampling_ops(torch::Library& m) {
 
   m.def(
       "top_k_top_p_min_p_sampling_from_logits(Tensor logits, Tensor(a!) output, Tensor "
-      "temperature, Tensor top_k, Tensor top_p, Tensor min_p, Tensor seeds, Tensor? positions) "
-      "-> ()");
+      "temperature, Tensor? top_k, Tensor? top_p, Tensor? min_p, Tensor seeds, Tensor? "
+      "positions) -> ()");
   m.impl("top_k_top_p_min_p_sampling_from_logits", torch::kCUDA,
          &top_k_top_p_min_p_sampling_from_logits);
 

@@ -620,12 +620,23 @@ def top_k_top_p_min_p_sampling_from_probs(
 _LOGIT_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 
 
+def _logits_filter(name, value, logits, dtype, cuts_nothing):
+    """A from-logits filter as the op takes it: None when it can cut no row (given as None,
+    or a number that cuts nothing), so the op skips the launches only cuts need; else the
+    per-row array."""
+    if value is None:
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and cuts_nothing(value):
+        return None
+    return _fused_row_param(name, value, logits, dtype, "logits")
+
+
 def top_k_top_p_min_p_sampling_from_logits(
     logits: torch.Tensor,
     temperature: Param,
-    top_k: Param,
-    top_p: Param,
-    min_p: Param,
+    top_k: Optional[Param] = None,
+    top_p: Optional[Param] = None,
+    min_p: Optional[Param] = None,
     seeds: Optional[torch.Tensor] = None,
     positions: Optional[torch.Tensor] = None,
     generator: Optional[torch.Generator] = None,
@@ -651,7 +662,8 @@ def top_k_top_p_min_p_sampling_from_logits(
         One value for every row, or a 1-D tensor with one value per row (converted to
         float32 / int32 / float32 / float32). Every value is defined: temperature <= 0
         greedy; k <= 0 and p < 0 keep nothing, k >= vocab, p >= 1, min_p <= 0 and NaN p or
-        min_p cut nothing.
+        min_p cut nothing. A filter given as None, or as a number that cuts nothing, is off
+        for every row; with neither top-k nor top-p on, the op makes two launches, not four.
     seeds : torch.Tensor, optional
         Integer (batch,) seeds (made int64). None: drawn from ``generator`` on the logits'
         device (no host sync; graph-capturable).
@@ -688,7 +700,13 @@ def top_k_top_p_min_p_sampling_from_logits(
     if logits.dim() != 2:
         raise RuntimeError(f"logits must be 2-D (batch, vocab), got shape {list(logits.shape)}")
     t = _fused_row_param("temperature", temperature, logits, torch.float32, "logits")
-    k, p, m = _fused_filters(top_k, top_p, min_p, logits, "logits")
+    vocab = logits.size(1)
+    k = _logits_filter(
+        "top_k", top_k, logits, torch.int32,
+        lambda v: v >= vocab and (v == math.inf or float(v).is_integer()),
+    )  # fmt: skip
+    p = _logits_filter("top_p", top_p, logits, torch.float32, lambda v: not v < 1)  # NaN: off
+    m = _logits_filter("min_p", min_p, logits, torch.float32, lambda v: not v > 0)
     seeds = _fused_seeds(seeds, generator, logits, "logits")
     if positions is not None:
         positions = _fused_int64_rows("positions", positions, logits, "logits")

@@ -583,9 +583,14 @@ def from_logits_sample(logits, temperature, top_k, top_p, min_p, seeds, position
     """int64 [B]: greedy rows (temperature <= 0 or NaN) and top_k == 1 rows take the argmax
     of s (the first maximum; top_k == 1 keeps it unless top_p < 0 or min_p > 1: token 0);
     the others the fused op's kept set over w, drawn by the Gumbel-max of
-    (s - max s) - log(E), E = seeded_exponential(seed, position, id); nothing kept: 0."""
+    (s - max s) - log(E), E = seeded_exponential(seed, position, id); nothing kept: 0.
+    A filter None cuts no row."""
     s = scaled_logits(logits, temperature)
     rows = s.size(0)
+    off = lambda value, dtype: torch.full((rows,), value, dtype=dtype, device=s.device)  # noqa: E731
+    top_k = off(torch.iinfo(torch.int32).max, torch.int32) if top_k is None else top_k
+    top_p = off(1.0, torch.float32) if top_p is None else top_p
+    min_p = off(0.0, torch.float32) if min_p is None else min_p
     if positions is None:
         positions = torch.zeros(rows, dtype=torch.int64, device=s.device)
     greedy_token = torch.argmax(s, dim=-1)  # the first maximum: ties to the lower id
