@@ -316,6 +316,40 @@ def test_the_kernel_backend_samples_every_batch_in_one_fused_call(name, device, 
     assert calls == [n] and ids.shape == (n,)
 
 
+@pytest.mark.parametrize("name, absent", [
+    ("plain", ("top_k", "top_p", "min_p")),
+    ("top-k-top-p", ("min_p",)),
+    ("min-p-beside-top-k", ("top_p",)),
+    ("one-seeded", ("top_k", "min_p")),
+])  # fmt: skip
+def test_the_kernel_backend_leaves_out_the_filters_no_request_uses(
+    name, absent, device, monkeypatch
+):
+    """A filter whose batch flag says no request uses it reaches the op as None (the op
+    then skips the launches only cuts need); the others as the batch's per-row tensors."""
+    seen = []
+    real = sampler_module.top_k_top_p_min_p_sampling_from_logits
+
+    def spy(logits, temperature, top_k, top_p, min_p, **kwargs):
+        seen.append({"top_k": top_k, "top_p": top_p, "min_p": min_p})
+        return real(logits, temperature, top_k, top_p, min_p, **kwargs)
+
+    monkeypatch.setattr(sampler_module, "top_k_top_p_min_p_sampling_from_logits", spy)
+    batch = KERNEL_BATCHES[name]
+    info = SamplingBatchInfo.from_sampling_params(batch, device)
+    out = LogitsProcessorOutput(make_logits(seed=13).to(device).repeat(len(batch), 1))
+    pos = torch.arange(len(batch), device=device)
+    Sampler("flashinfer")(out, info, False, [0] * len(batch), [None] * len(batch), positions=pos)
+    (passed,) = seen
+    for filt, value in passed.items():
+        if filt in absent:
+            assert value is None, f"{filt} was passed though no request uses it"
+        else:
+            assert value is getattr(
+                info, {"top_k": "top_ks", "top_p": "top_ps", "min_p": "min_ps"}[filt]
+            )
+
+
 def test_a_seeded_request_ignores_its_batch_mates_on_both_backends(backend, device):
     """One seeded request (top-k, top-p and min-p) among different batch-mates gets the
     token it gets alone, on either backend, and the same token on both backends (float32

@@ -18,7 +18,9 @@ The path a batch takes, top to bottom in Sampler.forward:
 Backends: "flashinfer" runs sgl_kernel's from-logits op
 (top_k_top_p_min_p_sampling_from_logits; on MUSA from this tree's MUSA build, imported
 in the is_musa() branch below): one call from logits to ids for every batch, greedy,
-seeded or not, min-p or not, with no [batch, vocab] temporary. "pytorch" computes s and
+seeded or not, min-p or not, with no [batch, vocab] temporary; a filter whose batch flag
+(need_top_k_sampling, need_top_p_sampling, need_min_p_sampling) says no request uses it
+is left out, as the pytorch path leaves out min-p (fewer launches). "pytorch" computes s and
 w with torch and sorts each row. The default is "flashinfer" whenever the kernels are
 available for the logits' device (CUDA or MUSA), else "pytorch"; choose with
 Sampler(sampling_backend=...) or SGLANG_SAMPLING_BACKEND.
@@ -183,12 +185,14 @@ class Sampler(nn.Module):
                 -(2**63), 2**63 - 1, seeds.shape, dtype=torch.int64, device=logits.device
             )
             seeds = drawn.index_copy(0, rows, seeds.index_select(0, rows))
+        # A filter no request uses is not passed (the batch flags are trusted, as upstream's
+        # Sampler trusts them): without top-k and top-p the op makes two launches, not four.
         return top_k_top_p_min_p_sampling_from_logits(
             logits,
             info.temperatures.view(-1),
-            info.top_ks,
-            info.top_ps,
-            info.min_ps,
+            info.top_ks if info.need_top_k_sampling else None,
+            info.top_ps if info.need_top_p_sampling else None,
+            info.min_ps if info.need_min_p_sampling else None,
             seeds=seeds,
             positions=positions,
         )
