@@ -407,6 +407,13 @@ def run_grid(b: Bench, vocabs, batches, fi_modules):
                     ks = _rows_of(vocab if k is None else k, batch, torch.int32, b.device)
                     ps = _rows_of(p, batch, torch.float32, b.device)
                     ms = _rows_of(m, batch, torch.float32, b.device)
+                    # The logits op gets None for a filter the cell does not use, as the
+                    # Sampler passes it (the probs op takes every array).
+                    used = (
+                        ks if k is not None else None,
+                        ps if p < 1 else None,
+                        ms if m > 0 else None,
+                    )
                     cell = dict(filter=filter_name, shape=shape, batch=batch, vocab=vocab)
                     want_host = vocab == host_vocab and shape == "peaked"
 
@@ -425,10 +432,11 @@ def run_grid(b: Bench, vocabs, batches, fi_modules):
                     read = record(ONE_READ, lambda: probs.amax(dim=-1))
                     rows = [read]
                     for label, op in ops:
+                        kpm = used if label == OURS_LOGITS else (ks, ps, ms)
                         rows.append(
                             record(
                                 label,
-                                lambda op=op: op(logits, probs, ks, ps, ms, temps, seeds, pos),
+                                lambda op=op, kpm=kpm: op(logits, probs, *kpm, temps, seeds, pos),
                             )
                         )
                     rows.append(
@@ -855,7 +863,8 @@ def main(argv=None):
         "x one read = time / logits.amax(-1); +MiB = peak allocated above what was "
         "allocated before the call",
         "op grid: rows softmax(randn * 3) peaked, softmax(randn * 0.5) flat; the logits "
-        "op gets randn * scale and temperature 1; per-row k/p/min-p tensors, seeds and "
+        "op gets randn * scale and temperature 1; per-row k/p/min-p tensors (the logits "
+        "op: None for a filter the cell does not use, as the Sampler passes it), seeds and "
         "positions given; FlashInfer deterministic, scalar k/p/min-p; FlashInfer best = "
         "the fastest of its launchers for the filter in that cell",
     ]
