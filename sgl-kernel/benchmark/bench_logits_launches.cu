@@ -1,10 +1,12 @@
 // Per-launch device times of the from-logits op's four kernels, without torch: a standalone
 // program for comparing kernel variants (build it against another copy of csrc/sampling
-// with an earlier -I; the copy needs launch_logits_step, b8ce789 or later). Times are CUDA events
+// with an earlier -I; the copy needs absent filters, 89341d4 or later). Times are CUDA events
 // around each launch after a 128 MiB memset (L2 flushed), median of 40 after 5 warm-up calls; the
 // events add about 3 us per launch at batch 1, so compare variants with each other, not with
-// bench_sampler_forward.py. The last column is a checksum of every row's token: variants that must
-// agree print the same. Build and run (from the repository root, on a CUDA machine):
+// bench_sampler_forward.py. A launch that is not made (launches 3 and 4 without top-k and
+// top-p) reads about 1.3 us: the two events alone. The last column is a checksum of every row's
+// token: variants that must agree print the same. Build and run (from the repository root, on a
+// CUDA machine):
 //   nvcc -I sgl-kernel/csrc -O3 --expt-relaxed-constexpr -std=c++20 \
 //     -gencode=arch=compute_90,code=sm_90 sgl-kernel/benchmark/bench_logits_launches.cu \
 //     -o /tmp/bench_logits_launches && /tmp/bench_logits_launches
