@@ -495,7 +495,8 @@ def test_absent_filters_cut_nothing(device, monkeypatch):
     assert given == [(True, True, True)]
     assert torch.equal(scalars, sample(xd, t, seeds=seeds, positions=positions))
     assert torch.equal(scalars, sample(xd, t, INF, NAN, NAN, seeds=seeds, positions=positions))
-    assert given[1:] == [(True, True, True)] * 2
+    assert torch.equal(scalars, sample(xd, t, 10**400, 2.0, -INF, seeds=seeds, positions=positions))
+    assert given[1:] == [(True, True, True)] * 3
     assert torch.equal(scalars.cpu(), sample(xd, t, **off, seeds=seeds, positions=positions).cpu())
     given.clear()
     sample(xd, t, vocab - 1, 0.99, 1e-9, seeds=seeds)  # numbers that cut: arrays

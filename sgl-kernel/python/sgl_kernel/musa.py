@@ -703,7 +703,7 @@ def top_k_top_p_min_p_sampling_from_logits(
     vocab = logits.size(1)
     k = _logits_filter(
         "top_k", top_k, logits, torch.int32,
-        lambda v: v >= vocab and (v == math.inf or float(v).is_integer()),
+        lambda v: v >= vocab and (isinstance(v, int) or v == math.inf or v.is_integer()),
     )  # fmt: skip
     p = _logits_filter("top_p", top_p, logits, torch.float32, lambda v: not v < 1)  # NaN: off
     m = _logits_filter("min_p", min_p, logits, torch.float32, lambda v: not v > 0)

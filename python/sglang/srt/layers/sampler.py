@@ -187,6 +187,8 @@ class Sampler(nn.Module):
             seeds = drawn.index_copy(0, rows, seeds.index_select(0, rows))
         # A filter no request uses is not passed (the batch flags are trusted, as upstream's
         # Sampler trusts them): without top-k and top-p the op makes two launches, not four.
+        # Flags that understate the tensors (from_sampling_params never sets such) would
+        # leave those filters out here and not on the pytorch backend.
         return top_k_top_p_min_p_sampling_from_logits(
             logits,
             info.temperatures.view(-1),
