@@ -538,7 +538,8 @@ def _fused_int64_rows(
 
 
 def _fused_filters(top_k: Param, top_p: Param, min_p: Param, x: torch.Tensor, of: str):
-    """The fused ops' per-row (int32 k, float32 p, float32 min_p) arrays for x's rows."""
+    """The probs op's per-row (int32 k, float32 p, float32 min_p) arrays for x's rows (the
+    logits op takes each filter through _logits_filter, which may give None)."""
     return (
         _fused_row_param("top_k", top_k, x, torch.int32, of),
         _fused_row_param("top_p", top_p, x, torch.float32, of),
