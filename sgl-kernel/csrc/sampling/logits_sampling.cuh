@@ -169,6 +169,12 @@ __device__ __forceinline__ void atomic_max_packed(unsigned long long* address,
   }
 }
 
+// A read of a value other blocks update with atomics, through the atomics themselves (in
+// L2): swapping 0 for 0 changes nothing, and no stale cached copy is seen.
+__device__ __forceinline__ unsigned long long atomic_read(unsigned long long* address) {
+  return atomicCAS(address, 0ull, 0ull);
+}
+
 struct MaxPacked {
   __device__ __forceinline__ unsigned long long operator()(unsigned long long a,
                                                            unsigned long long b) const {
@@ -245,6 +251,26 @@ __device__ __forceinline__ float gumbel_bound(uint32_t high) {
   return exact_float(151u - exponent) * 0.6931472f + 0.01f;            // (32 - floor(log2 ~h)) ln 2
 }
 
+// A token's Gumbel variable -log(E) of the seeded draw, in the two steps every draw takes:
+// an upper bound read off the hash's high word, then, only for a token the bound does not
+// rule out, the value itself (two logs).
+struct SeededGumbel {
+  uint64_t row_key;
+  uint32_t high;
+  __device__ __forceinline__ SeededGumbel(uint64_t key, uint32_t token)
+      : row_key(key), high(seeded_high(key, token)) {}
+  __device__ __forceinline__ float bound() const { return gumbel_bound(high); }
+  __device__ __forceinline__ float value() const {
+    return -fast_log_exponential(seeded_bits(row_key, high));
+  }
+};
+
+// Thread 0 starts a block's shared floor (GumbelMax, OnePassDraw) below every key; the block
+// syncs before its first draw.
+__device__ __forceinline__ void open_block_floor(uint32_t& floor) {
+  if (threadIdx.x == 0) floor = ordered_bits(-INFINITY);
+}
+
 // Which d = s - M give a weight key of at least `key` (a positive float's bits), without
 // expf where the answer is clear: expf is within 2 ulp where its result is normal and logf
 // within 1, so every d 2^-10 above logf(float(key)) is in and every d as far below is out
@@ -277,12 +303,12 @@ struct GumbelMax {
     return bound < floor - fabsf(floor) * 0x1p-20f;  // room for the fast log's error
   }
   __device__ __forceinline__ void consider(uint64_t row_key, uint32_t token, float d) {
-    const uint32_t high = seeded_high(row_key, token);
-    const float bound = d + gumbel_bound(high);
+    const SeededGumbel gumbel(row_key, token);
+    const float bound = d + gumbel.bound();
     if (below_floor(bound)) return;
     floor = fmaxf(floor, from_ordered_bits(*static_cast<volatile uint32_t*>(block_floor)));
     if (below_floor(bound)) return;
-    const float key = d - fast_log_exponential(seeded_bits(row_key, high));
+    const float key = d + gumbel.value();
     const unsigned long long p = pack_best(key, token);
     if (p > best) best = p;
     if (key > floor) {
@@ -312,13 +338,13 @@ struct OnePassDraw {
   __device__ __forceinline__ explicit OnePassDraw(uint32_t* shared_floor)
       : block_floor(shared_floor) {}
   __device__ __forceinline__ void consider(uint64_t row_key, uint32_t token, float s) {
-    const uint32_t high = seeded_high(row_key, token);
-    const float bound = s + gumbel_bound(high);
+    const SeededGumbel gumbel(row_key, token);
+    const float bound = s + gumbel.bound();
     if (bound < cut) return;
     const float floor = from_ordered_bits(*static_cast<volatile uint32_t*>(block_floor));
     cut = fmaxf(cut, floor - one_pass_margin(floor));  // increasing in floor
     if (bound < cut) return;
-    const float rho = s - fast_log_exponential(seeded_bits(row_key, high));
+    const float rho = s + gumbel.value();
     const unsigned long long p = pack_best(rho, token);
     if (p > best) {
       runner_up = fmaxf(runner_up, best_rho);
@@ -407,6 +433,13 @@ __device__ __forceinline__ RowPlan plan_of(const LogitsArgs<T>& a, uint32_t row)
                   a.top_p ? a.top_p[row] : 1.f, a.min_p ? a.min_p[row] : 0.f, a.vocab);
 }
 
+// Where the row's entries begin in launch 1's per-chunk arrays ([rows, G]: row_max,
+// chunk_floor, chunk_draw, chunk_runner_up).
+template <typename T>
+__device__ __forceinline__ size_t chunk_base(const LogitsArgs<T>& a, uint32_t row) {
+  return static_cast<size_t>(row) * a.chunks;
+}
+
 template <typename T>
 __device__ __forceinline__ uint64_t row_key_of(const LogitsArgs<T>& a, uint32_t row) {
   return seeded_row_key(a.seeds[row], a.positions ? a.positions[row] : 0);
@@ -490,11 +523,12 @@ __global__ void __launch_bounds__(kChunkThreads, 3) RowMaxKernel(LogitsArgs<T> a
   const uint32_t row = blockIdx.x, chunk = blockIdx.y;
   const RowPlan plan = plan_of(a, row);
   const uint32_t begin = chunk * a.chunk, end = min(begin + a.chunk, a.vocab);
+  const size_t slot = chunk_base(a, row) + chunk;  // this block's entry of the chunk arrays
   const T* logits = a.logits + row * a.row_stride;
   unsigned long long best = 0;
   __shared__ uint32_t draw_floor;  // OnePassDraw's block floor
   // Only a row that may draw uses it, and batch_only_keeps_all syncs before any use.
-  if (plan.keeps_all && threadIdx.x == 0) draw_floor = ordered_bits(-INFINITY);
+  if (plan.keeps_all) open_block_floor(draw_floor);
   OnePassDraw draw(&draw_floor);
   const bool draws = plan.keeps_all && batch_only_keeps_all<kChunkThreads>(a);  // block-uniform
   if (draws) {  // M as well: launch 2 needs it when it draws the row again
@@ -526,11 +560,11 @@ __global__ void __launch_bounds__(kChunkThreads, 3) RowMaxKernel(LogitsArgs<T> a
     const uint32_t runner_up =
         cub::BlockReduce<uint32_t, kChunkThreads>(reduce_rho).Reduce(ordered_bits(other), MaxKey());
     if (threadIdx.x == 0) {
-      a.chunk_draw[static_cast<size_t>(row) * a.chunks + chunk] = drawn;
-      a.chunk_runner_up[static_cast<size_t>(row) * a.chunks + chunk] = runner_up;
+      a.chunk_draw[slot] = drawn;
+      a.chunk_runner_up[slot] = runner_up;
     }
   } else if (plan.keeps_all && threadIdx.x == 0) {
-    a.chunk_draw[static_cast<size_t>(row) * a.chunks + chunk] = 0;  // launch 2 draws
+    a.chunk_draw[slot] = 0;  // launch 2 draws
   }
   // A cut row's guessed floor (the rank-th largest thread maximum is at most the chunk's
   // rank-th largest s). Only a guess: launch 2 checks that it lies below the boundary.
@@ -539,8 +573,8 @@ __global__ void __launch_bounds__(kChunkThreads, 3) RowMaxKernel(LogitsArgs<T> a
   const uint32_t floor =
       rank ? guess_chunk_floor<kChunkThreads>(mine, best, rank, ladder) : kNoFloor;
   if (threadIdx.x == 0) {
-    a.row_max[static_cast<size_t>(row) * a.chunks + chunk] = best;
-    a.chunk_floor[static_cast<size_t>(row) * a.chunks + chunk] = floor;
+    a.row_max[slot] = best;
+    a.chunk_floor[slot] = floor;
   }
   // Each chunk zeroes its share of the row's workspace for launch 2.
   if (!plan.greedy) {
@@ -582,7 +616,7 @@ __device__ __forceinline__ V max_over_chunks(uint32_t chunks, V* shared_slot, F&
 template <uint32_t BLOCK, typename T>
 __device__ __forceinline__ unsigned long long row_max_of(const LogitsArgs<T>& a, uint32_t row,
                                                          unsigned long long* shared_slot) {
-  const unsigned long long* chunk_max = a.row_max + static_cast<size_t>(row) * a.chunks;
+  const unsigned long long* chunk_max = a.row_max + chunk_base(a, row);
   return max_over_chunks<BLOCK>(a.chunks, shared_slot, [&](uint32_t c) { return chunk_max[c]; });
 }
 
@@ -594,8 +628,8 @@ template <uint32_t BLOCK, typename T>
 __device__ __forceinline__ unsigned long long one_pass_winner(const LogitsArgs<T>& a, uint32_t row,
                                                               unsigned long long* winner_slot,
                                                               uint32_t* runner_up_slot) {
-  const unsigned long long* drawn = a.chunk_draw + static_cast<size_t>(row) * a.chunks;
-  const uint32_t* runner_up = a.chunk_runner_up + static_cast<size_t>(row) * a.chunks;
+  const unsigned long long* drawn = a.chunk_draw + chunk_base(a, row);
+  const uint32_t* runner_up = a.chunk_runner_up + chunk_base(a, row);
   const unsigned long long winner =
       max_over_chunks<BLOCK>(a.chunks, winner_slot, [&](uint32_t c) { return drawn[c]; });
   if (!winner) return 0;  // launch 1 did not draw (block-uniform)
@@ -649,7 +683,7 @@ struct EarlyHits {
 template <uint32_t BLOCK, typename T>
 __device__ __forceinline__ uint32_t row_floor_of(const LogitsArgs<T>& a, uint32_t row,
                                                  uint32_t* shared_slot) {
-  const uint32_t* chunk_floor = a.chunk_floor + static_cast<size_t>(row) * a.chunks;
+  const uint32_t* chunk_floor = a.chunk_floor + chunk_base(a, row);
   return max_over_chunks<BLOCK>(a.chunks, shared_slot, [&](uint32_t c) { return chunk_floor[c]; });
 }
 
@@ -729,7 +763,7 @@ __device__ __forceinline__ void add_best_and_finish(RowWork& w, uint32_t& done, 
   __threadfence();  // the max is visible before this block counts as done
   if (atomicAdd(&done, 1u) != blocks - 1) return;
   __threadfence();
-  const unsigned long long winner = atomicCAS(&w.row_best, 0ull, 0ull);  // an atomic read
+  const unsigned long long winner = atomic_read(&w.row_best);
   *token = winner ? static_cast<int32_t>(packed_id(winner)) : 0;
 }
 
@@ -760,9 +794,9 @@ __global__ void __launch_bounds__(kChunkThreads) RowHistogramKernel(LogitsArgs<T
   __shared__ typename cub::BlockReduce<unsigned long long, kChunkThreads>::TempStorage reduce;
   __shared__ BinChoice choice;
   __shared__ bool last;
-  __shared__ uint32_t floor;                      // GumbelMax's block floor
-  if (tid == 0) floor = ordered_bits(-INFINITY);  // row_max_of syncs before any use
-  if (plan.keeps_all) {  // launch 1 drew it; draw again only when it could not tell
+  __shared__ uint32_t floor;  // GumbelMax's block floor
+  open_block_floor(floor);    // row_max_of syncs before any use
+  if (plan.keeps_all) {       // launch 1 drew it; draw again only when it could not tell
     __shared__ unsigned long long winner_slot;
     __shared__ uint32_t runner_up_slot;
     const unsigned long long winner =
@@ -974,7 +1008,7 @@ __global__ void __launch_bounds__(kSelectThreads) RowSelectKernel(LogitsArgs<T> 
       });
     };
     if (draws_above) {
-      if (tid == 0) s.floor = ordered_bits(-INFINITY);
+      open_block_floor(s.floor);
       __syncthreads();
       GumbelMax above(&s.floor);
       collect(std::integral_constant<bool, kDrawAbove>{}, &above, row_key_of(a, row));
@@ -1018,6 +1052,17 @@ __global__ void __launch_bounds__(kSelectThreads) RowSelectKernel(LogitsArgs<T> 
   // Deeper levels inside the boundary bin, from the buffer, or from the row until the
   // current prefix's tokens fit in the buffer (collected by the first row pass that can).
   bool buffered = bin_buffered;
+  // Calls f(id, d) for the buffered tokens when they hold every token looked for (buffered),
+  // else for every token of the row.
+  auto for_each_token = [&](auto&& f) {
+    if (buffered) {
+      for (uint32_t c = tid; c < s.buffered; c += kSelectThreads) f(s.buffer_id[c], s.buffer_d[c]);
+    } else {
+      for_each_logit<kSelectThreads>(logits, a.col_stride, 0u, a.vocab, [&](uint32_t i, float x) {
+        f(i, scaled_logit(x, plan.inv_temperature) - m);
+      });
+    }
+  };
   for (int level = 0; !nothing_kept; ++level) {
     const uint32_t shift = logits_level_shift(level);
     prefix |= s.choice.bin << shift;
@@ -1072,14 +1117,7 @@ __global__ void __launch_bounds__(kSelectThreads) RowSelectKernel(LogitsArgs<T> 
         atomicAdd(&s.work.hist.mass_low[b], mantissa & 0xFFFu);
       }
     };
-    if (buffered) {
-      for (uint32_t c = tid; c < s.buffered; c += kSelectThreads)
-        add(s.buffer_id[c], s.buffer_d[c]);
-    } else {
-      for_each_logit<kSelectThreads>(logits, a.col_stride, 0u, a.vocab, [&](uint32_t i, float x) {
-        add(i, scaled_logit(x, plan.inv_temperature) - m);
-      });
-    }
+    for_each_token(add);
     __syncthreads();
     buffered = buffered || collect;
     uint32_t bin[1] = {kNone}, count[1] = {0};
@@ -1123,15 +1161,7 @@ __global__ void __launch_bounds__(kSelectThreads) RowSelectKernel(LogitsArgs<T> 
       const uint32_t slot = atomicAdd(&s.tie_count, 1u);
       if (slot < kTieList) s.work.tie_ids[slot] = id;
     };
-    if (buffered) {
-      for (uint32_t c = tid; c < s.buffered; c += kSelectThreads) {
-        gather(s.buffer_id[c], s.buffer_d[c]);
-      }
-    } else {
-      for_each_logit<kSelectThreads>(logits, a.col_stride, 0u, a.vocab, [&](uint32_t i, float x) {
-        gather(i, scaled_logit(x, plan.inv_temperature) - m);
-      });
-    }
+    for_each_token(gather);
     __syncthreads();
     const uint32_t run = s.tie_count;
     if (run <= kTieList) {
@@ -1176,7 +1206,7 @@ __global__ void __launch_bounds__(kSelectThreads) RowSelectKernel(LogitsArgs<T> 
     }
     return;
   }
-  if (tid == 0) s.floor = ordered_bits(-INFINITY);
+  open_block_floor(s.floor);
   __syncthreads();
   GumbelMax mine(&s.floor);
   if (!nothing_kept) {
@@ -1192,7 +1222,7 @@ __global__ void __launch_bounds__(kSelectThreads) RowSelectKernel(LogitsArgs<T> 
       cub::BlockReduce<unsigned long long, kSelectThreads>(s.reduce).Reduce(mine.best, MaxPacked());
   if (tid == 0) {
     if (!nothing_kept && draws_above) {  // the draws above the bin, every block's
-      const unsigned long long above = atomicCAS(&w.row_best, 0ull, 0ull);  // an atomic read
+      const unsigned long long above = atomic_read(&w.row_best);
       best = above > best ? above : best;
     }
     a.output[row] = best ? static_cast<int32_t>(packed_id(best)) : 0;
@@ -1210,8 +1240,8 @@ __global__ void __launch_bounds__(kChunkThreads) RowDrawKernel(LogitsArgs<T> a) 
   if (plan.greedy || !plan.cuts || !w.needs_draw) return;
   __shared__ unsigned long long max_slot;
   __shared__ typename cub::BlockReduce<unsigned long long, kChunkThreads>::TempStorage reduce;
-  __shared__ uint32_t floor;                              // GumbelMax's block floor
-  if (threadIdx.x == 0) floor = ordered_bits(-INFINITY);  // row_max_of syncs before any use
+  __shared__ uint32_t floor;  // GumbelMax's block floor
+  open_block_floor(floor);    // row_max_of syncs before any use
   const float m =
       from_ordered_bits(static_cast<uint32_t>(row_max_of<kChunkThreads>(a, row, &max_slot) >> 32));
   const uint64_t row_key = row_key_of(a, row);
