@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import importlib.util
 import os
 import re
 import shutil
@@ -46,16 +47,15 @@ SGL_LOGITS(__half)
 SGL_LOGITS(__nv_bfloat16)
 """
 
-# The extension's nvcc flags that change code (setup_musa.py's NVCC_FLAGS).
-NVCC_FLAGS = [
-    "-O3",
-    "--expt-relaxed-constexpr",
-    "-U__CUDA_NO_HALF_OPERATORS__",
-    "-U__CUDA_NO_HALF_CONVERSIONS__",
-    "-U__CUDA_NO_BFLOAT16_CONVERSIONS__",
-    "-U__CUDA_NO_HALF2_OPERATORS__",
-    "-std=c++20",
-]
+
+def extension_nvcc_flags() -> list[str]:
+    """setup_musa.py's NVCC_FLAGS (importing it has no side effects), and C++20, the standard
+    torch's builder uses after torch 2.10."""
+    spec = importlib.util.spec_from_file_location("setup_musa", KERNEL_DIR / "setup_musa.py")
+    setup_musa = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(setup_musa)
+    return [*setup_musa.NVCC_FLAGS, "-std=c++20"]
+
 
 # Instructions after which, or at whose address, a straight-line stretch ends.
 CONTROL = re.compile(r"\b(BRA|BRX|JMP|JMX|CALL|RET|EXIT|BSSY|BSYNC|BAR|WARPSYNC|BPT|YIELD)\b")
@@ -91,7 +91,13 @@ def sass(csrc: Path, arch: str, work: Path) -> dict[str, list[tuple[int, str]]]:
     probe, obj = work / "probe.cu", work / "probe.o"
     probe.write_text(PROBE)
     subprocess.run(
-        [tool("nvcc"), "-I", str(csrc), *NVCC_FLAGS, f"-gencode=arch=compute_{arch},code=sm_{arch}"]
+        [
+            tool("nvcc"),
+            "-I",
+            str(csrc),
+            *extension_nvcc_flags(),
+            f"-gencode=arch=compute_{arch},code=sm_{arch}",
+        ]
         + ["-c", str(probe), "-o", str(obj)],
         check=True,
     )
