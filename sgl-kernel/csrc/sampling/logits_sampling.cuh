@@ -531,19 +531,20 @@ __global__ void __launch_bounds__(kChunkThreads, 3) RowMaxKernel(LogitsArgs<T> a
   if (plan.keeps_all) open_block_floor(draw_floor);
   OnePassDraw draw(&draw_floor);
   const bool draws = plan.keeps_all && batch_only_keeps_all<kChunkThreads>(a);  // block-uniform
-  if (draws) {  // M as well: launch 2 needs it when it draws the row again
-    const uint64_t row_key = row_key_of(a, row);
+  // Two instances of the reading loop: the draw's code would slow the plain max. A row
+  // that draws finds M as well: launch 2 needs it when it draws the row again.
+  auto read = [&](auto drawing, uint64_t row_key) {
     for_each_logit<kChunkThreads>(logits, a.col_stride, begin, end, [&](uint32_t i, float x) {
       const float s = scaled_logit(x, plan.inv_temperature);
       const unsigned long long p = pack_best(s, i);
       best = p > best ? p : best;
-      draw.consider(row_key, i, s);
+      if constexpr (decltype(drawing)::value) draw.consider(row_key, i, s);
     });
+  };
+  if (draws) {
+    read(std::true_type{}, row_key_of(a, row));
   } else {
-    for_each_logit<kChunkThreads>(logits, a.col_stride, begin, end, [&](uint32_t i, float x) {
-      const unsigned long long p = pack_best(scaled_logit(x, plan.inv_temperature), i);
-      best = p > best ? p : best;
-    });
+    read(std::false_type{}, 0);
   }
   using Reduce = cub::BlockReduce<unsigned long long, kChunkThreads>;
   __shared__ typename Reduce::TempStorage reduce;
